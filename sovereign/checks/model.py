@@ -1,0 +1,78 @@
+"""What a check is, what it returns, and what it compares against."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from sovereign.inventory.loader import Host
+from sovereign.inventory.models import PAGES_PER_GIB
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class CheckResult(BaseModel):
+    id: str
+    status: Status
+    message: str
+    hint: str = ""
+    # Judged on a recorded profile, not on the node's own hardware (the lab).
+    simulated: bool = False
+    # Failed, but listed in --ignore / --ignore-preflight-errors.
+    ignored: bool = False
+
+    @property
+    def blocking(self) -> bool:
+        return self.status is Status.FAIL and not self.ignored
+
+
+class Expectations(BaseModel):
+    """What a node should be: from the inventory, or the production defaults
+    when a bundle is judged with no inventory at hand."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "?"
+    cpu_model: str = "AMD RYZEN AI MAX+ 395 w/ Radeon 8060S"
+    cpu_threads: int | None = 32
+    memory_gib: int = 128
+    gfx_target: str = "gfx1151"
+    nvme_count: int = 1
+    gpu_pool_gib: int = 124
+    iommu: str = "pt"
+    ttm_module: str = "ttm"
+    gttsize_mib: int = 0
+    simulated: bool = False
+    extra: dict[str, Any] = {}
+
+    @property
+    def pages_limit(self) -> int:
+        return self.gpu_pool_gib * PAGES_PER_GIB
+
+    @classmethod
+    def from_host(cls, host: Host) -> Expectations:
+        node = host.node
+        if node is None:
+            return cls(host=host.name)
+        hw = node.sovereign_hardware
+        v = host.vars
+        return cls(
+            host=host.name,
+            cpu_model=hw.cpu_model,
+            cpu_threads=hw.cpu_threads,
+            memory_gib=hw.memory_gib,
+            gfx_target=hw.gfx_target,
+            nvme_count=len(hw.nvme),
+            gpu_pool_gib=int(v.get("kernel_params_gpu_pool_gib", cls.model_fields["gpu_pool_gib"].default)),
+            iommu=str(v.get("kernel_params_iommu", "pt")),
+            ttm_module=str(v.get("kernel_params_ttm_module", "ttm")),
+            gttsize_mib=int(v.get("kernel_params_amdgpu_gttsize_mib", 0) or 0),
+            simulated=node.sovereign_simulated_hardware,
+        )

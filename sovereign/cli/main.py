@@ -1,0 +1,51 @@
+"""`sovereign`: provision and run the Mimical-Sovereign cluster.
+
+The CLI layer parses arguments and renders; the core decides and returns
+models. Exit codes are documented in docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from sovereign import __version__
+from sovereign.cli import hw, inventory, lab, provision, status
+
+app = typer.Typer(
+    name="sovereign",
+    help=(
+        "Provision and run a private two-node AI cluster. The inventory is the one "
+        "source of truth; each build phase is preflight → apply → verify → record. "
+        "Without -i, commands use the lab (inventory/lab)."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(inventory.app, name="inventory")
+app.add_typer(lab.app, name="lab")
+app.add_typer(hw.app, name="hw")
+app.command("provision", help=provision.HELP)(provision.provision_cmd)
+app.command("status")(status.status_cmd)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sovereign {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug detail to stderr."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,148 @@
+"""Typed shape of the `sovereign_*` variables of an inventory.
+
+Role variables (`kernel_params_*`, `rocm_*`, ...) are not modelled here: they
+are validated against each role's own `meta/argument_specs.yml`, so a role's
+options are declared in exactly one place.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+GIB = 1024**3
+PAGES_PER_GIB = 262144  # 4 KiB pages in one GiB: ttm.pages_limit = GiB x 262144
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Nvme(Strict):
+    size_gb: PositiveInt
+
+
+class Egpu(Strict):
+    model: str
+    passthrough: bool = True
+
+
+class Hardware(Strict):
+    """What phase 1 asserts about a node."""
+
+    cpu_model: str
+    cpu_threads: PositiveInt
+    memory_gib: PositiveInt
+    gfx_target: str = Field(pattern=r"^gfx[0-9a-f]+$")
+    memory_bandwidth_gbps: PositiveFloat | PositiveInt
+    nvme: list[Nvme] = []
+    egpu: Egpu | None = None
+
+
+class Dpu(Strict):
+    model: str
+    mode: Literal["dpu", "nic", "separated"]
+    arm_cores: PositiveInt
+
+
+class Fabric(Strict):
+    subnet: IPv4Network
+    mtu: int = Field(ge=1280, le=9216)
+    claimed_speed_gbps: PositiveFloat | PositiveInt
+    transport: Literal["rocev2", "tcp"]
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class MemoryPool(Strict):
+    gpu_pool_gib: PositiveInt
+    os_reserve_gib: PositiveInt
+
+
+class ModelSpec(Strict):
+    name: str
+    quantization: str
+    params_total_b: PositiveFloat | PositiveInt
+    params_active_b: PositiveFloat | PositiveInt
+    size_gib: PositiveFloat | PositiveInt
+    context: PositiveInt
+    placement: list[str] = Field(min_length=1)
+    always_warm: bool = False
+    claimed_tps: list[PositiveFloat | PositiveInt] | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _active_within_total(self) -> ModelSpec:
+        if self.params_active_b > self.params_total_b:
+            raise ValueError(
+                f"params_active_b ({self.params_active_b}) exceeds params_total_b "
+                f"({self.params_total_b})"
+            )
+        return self
+
+
+class RouterTier(Strict):
+    name: str
+    model: str | None = None
+    provider: str | None = None
+    threshold: float = Field(default=0.85, ge=0.0, le=1.0)
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> RouterTier:
+        if (self.model is None) == (self.provider is None):
+            raise ValueError("a tier names exactly one of `model` (local) or `provider` (cloud)")
+        return self
+
+
+class DailyBudget(Strict):
+    calls: PositiveInt
+    tokens: PositiveInt
+
+
+class Egress(Strict):
+    allow_providers: list[str] = []
+    never_leave_domains: list[str] = []
+    daily_budget: DailyBudget
+
+
+class NodeVars(BaseModel):
+    """The merged `sovereign_*` variables of one host in `sovereign_nodes`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sovereign_cluster_name: str
+    sovereign_simulated_hardware: bool = False
+    sovereign_hw_profile: str | None = None
+    sovereign_role: Literal["orchestrator", "inference"]
+    sovereign_fabric_address: IPv4Address
+    sovereign_hardware: Hardware
+    sovereign_dpu: Dpu | None = None
+    sovereign_fabric: Fabric
+    sovereign_memory_pool: MemoryPool | None = None
+    sovereign_models: list[ModelSpec] = []
+    sovereign_router_tiers: list[RouterTier] = []
+    sovereign_egress: Egress | None = None
+
+
+# Connection and privilege variables that Ansible itself reads.
+ANSIBLE_CONNECTION_VARS = frozenset(
+    {
+        "ansible_host",
+        "ansible_port",
+        "ansible_user",
+        "ansible_connection",
+        "ansible_become",
+        "ansible_become_user",
+        "ansible_become_method",
+        "ansible_become_password",
+        "ansible_ssh_private_key_file",
+        "ansible_ssh_common_args",
+        "ansible_ssh_extra_args",
+        "ansible_python_interpreter",
+        "ansible_password",
+    }
+)

@@ -1,0 +1,1 @@
+"""The lab: the embedded default cluster, on this machine."""
