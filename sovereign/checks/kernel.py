@@ -70,8 +70,7 @@ def grub_cmdline(facts: Facts, expect: Expectations) -> CheckResult:
     grub = facts.get("etc-default-grub.txt")
     if grub is None:
         return skip("GRUB-CMDLINE", facts.why_missing("etc-default-grub.txt"))
-    params = {**grub.cmdline_linux, **grub.cmdline_linux_default}
-    fails, warns = _param_problems(params, expect, _ram(facts, expect))
+    fails, warns = _param_problems(grub.params, expect, _ram(facts, expect))
     return _verdict("GRUB-CMDLINE", fails, warns, f"configured: {_wanted(expect)}",
                     hint="run `sovereign provision phase-2` (role kernel_params)",
                     warn_hint="remove amdgpu.gttsize (unset kernel_params_amdgpu_gttsize_mib)")
@@ -84,8 +83,7 @@ def kernel_cmdline(facts: Facts, expect: Expectations) -> CheckResult:
         return skip("KERNEL-CMDLINE", facts.why_missing("proc-cmdline.txt"))
     fails, warns = _param_problems(cmdline.params, expect, _ram(facts, expect))
     grub = facts.get("etc-default-grub.txt")
-    configured = grub is not None and not _param_problems(
-        {**grub.cmdline_linux, **grub.cmdline_linux_default}, expect, None)[0]
+    configured = grub is not None and not _param_problems(grub.params, expect, None)[0]
     if fails and configured:
         return CheckResult(id="KERNEL-CMDLINE", status=Status.WARN,
                            message="reboot required: " + "; ".join(fails),
