@@ -67,7 +67,7 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: setup
-	$(BIN)/python -m sovereign.bench
+	$(BIN)/python bench/lab_phases.py
 
 clean:
 	-$(BIN)/sovereign lab down 2>/dev/null

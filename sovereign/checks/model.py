@@ -12,7 +12,7 @@ from sovereign.inventory.models import PAGES_PER_GIB
 
 
 class Status(StrEnum):
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a status, not a password
     WARN = "warn"
     FAIL = "fail"
     SKIP = "skip"
@@ -72,7 +72,9 @@ class Expectations(BaseModel):
             nvme_count=len(hw.nvme),
             gpu_pool_gib=int(v.get("kernel_params_gpu_pool_gib", cls.model_fields["gpu_pool_gib"].default)),
             iommu=str(v.get("kernel_params_iommu", "pt")),
-            ttm_module=str(v.get("kernel_params_ttm_module", "ttm")),
+            # As the kernel_params role decides: AMD's DKMS driver names it amdttm.
+            ttm_module=str(v.get("kernel_params_ttm_module")
+                           or ("amdttm" if v.get("rocm_use_dkms") else "ttm")),
             gttsize_mib=int(v.get("kernel_params_amdgpu_gttsize_mib", 0) or 0),
             simulated=node.sovereign_simulated_hardware,
         )

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from sovereign.cli.options import JSON
-from sovereign.cli.render import console, guarded, print_json
+from sovereign.cli.render import console, err_console, guarded, print_json
 from sovereign.engine.provision import ledger
 from sovereign.inventory import load_inventory
 from sovereign.lab import lab
@@ -37,7 +37,7 @@ def _show(state: lab.LabState, as_json: bool) -> None:
 def up(as_json: bool = JSON) -> None:
     """Create and boot the lab's nodes (idempotent). The first run builds a
     Debian 12 root filesystem with debootstrap (about a minute, then cached)."""
-    _show(lab.up(log=lambda s: console.print(f"[dim]{s}[/]")), as_json)
+    _show(lab.up(log=lambda s: err_console.print(f"[dim]{s}[/]")), as_json)
 
 
 @app.command()
@@ -46,7 +46,7 @@ def down(as_json: bool = JSON) -> None:
     """Stop the nodes and remove everything the lab created: processes,
     mounts, links, namespaces and the nodes' files. The ledger keeps the
     lab's history, with each phase marked as reset."""
-    state = lab.down(log=lambda s: console.print(f"[dim]{s}[/]"))
+    state = lab.down(log=lambda s: err_console.print(f"[dim]{s}[/]"))
     inv = load_inventory(project_root() / "inventory" / "lab")
     ledger().reset(inv.cluster_name, inv.nodes(), reason="lab down: the nodes were removed")
     _show(state, as_json)
@@ -57,3 +57,16 @@ def down(as_json: bool = JSON) -> None:
 def status(as_json: bool = JSON) -> None:
     """Show whether each lab node is running and answers SSH."""
     _show(lab.status(), as_json)
+
+
+@app.command()
+@guarded
+def image() -> None:
+    """Build (once) and print the Debian 12 root filesystem that the lab's
+    nodes and the molecule scenarios' podman image are made from."""
+    from sovereign.lab.rootfs import ensure_rootfs
+    from sovereign.lab.system import require_root, require_tools
+
+    require_root()
+    require_tools()
+    console.print(str(ensure_rootfs(lambda s: err_console.print(f"[dim]{s}[/]"))))

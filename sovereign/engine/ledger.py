@@ -159,9 +159,9 @@ class Ledger:
     def latest(self, cluster: str, host: str, phase: int, *, include_check: bool = False
                ) -> Record | None:
         rows = self._rows(
-            "SELECT * FROM records WHERE cluster=? AND host=? AND phase=?"
-            + ("" if include_check else " AND check_mode=0") + " ORDER BY id DESC LIMIT 1",
-            (cluster, host, phase),
+            "SELECT * FROM records WHERE cluster=? AND host=? AND phase=? AND check_mode<=?"
+            " ORDER BY id DESC LIMIT 1",
+            (cluster, host, phase, int(include_check)),
         )
         return rows[0] if rows else None
 

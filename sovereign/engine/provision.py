@@ -162,6 +162,7 @@ def provision(inventory: Path | str, numbers: list[int], *, limit: str | None = 
     run_dir = state_dir() / "runs" / run_id
     result = ProvisionResult(run_id=run_id, run_dir=str(run_dir))
     commit = git_commit()
+    fresh: dict[str, Facts] = {}
     for number in numbers:
         p = require_built(PHASES[number])
         print_fp = fingerprint(p, inv.path)
@@ -180,8 +181,8 @@ def provision(inventory: Path | str, numbers: list[int], *, limit: str | None = 
                                  host=h, phase=number, check_mode=check, git_commit=commit,
                                  fingerprint=print_fp) for h in todo}
         try:
-            _run_phase(inv, p, todo, run_dir, run_id, check, ignore, reporter, book, records,
-                       result)
+            fresh = _run_phase(inv, p, todo, run_dir, check, ignore, reporter, book, records,
+                               result, fresh)
         except BaseException as exc:
             # Whatever stopped the phase, each host's row says so; nothing is lost.
             message = getattr(exc, "message", None) or repr(exc)
@@ -192,11 +193,19 @@ def provision(inventory: Path | str, numbers: list[int], *, limit: str | None = 
     return result
 
 
-def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, run_id: str,
-               check: bool, ignore: set[str], reporter: Reporter, book: Ledger,
-               records: dict[str, int], result: ProvisionResult) -> None:
-    pre = judge(inv, p, "preflight", collect(inv, hosts, run_dir, f"{p.name}-preflight",
-                                             reporter, p), p.preflight, ignore, reporter)
+def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, check: bool,
+               ignore: set[str], reporter: Reporter, book: Ledger, records: dict[str, int],
+               result: ProvisionResult, fresh: dict[str, Facts]) -> dict[str, Facts]:
+    """Run one phase on `hosts`; return the facts its verify step collected.
+
+    `fresh` holds the facts the previous phase of this run verified: nothing
+    has touched the nodes since, so they serve as this phase's preflight."""
+    if set(hosts) <= set(fresh):
+        reporter.note(f"{p.name}: preflight judges the capture that the previous phase verified")
+        before = {h: fresh[h] for h in hosts}
+    else:
+        before = collect(inv, hosts, run_dir, f"{p.name}-preflight", reporter, p)
+    pre = judge(inv, p, "preflight", before, p.preflight, ignore, reporter)
     blocked = {h: [r for r in rs if r.blocking] for h, rs in pre.items()}
     if any(blocked.values()):
         for h, rid in records.items():
@@ -236,10 +245,10 @@ def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, run_id
             result.results.append(HostPhaseResult(host=h, phase=p.number, status="checked",
                                                   changed=t.changed, skipped_steps=t.skipped_steps,
                                                   checks=pre[h]))
-        return
+        return {}
 
-    post = judge(inv, p, "verify", collect(inv, hosts, run_dir, f"{p.name}-verify", reporter, p),
-                 p.verify, ignore, reporter)
+    after = collect(inv, hosts, run_dir, f"{p.name}-verify", reporter, p)
+    post = judge(inv, p, "verify", after, p.verify, ignore, reporter)
     failed = []
     for h, rid in records.items():
         t = outcome.hosts[h]
@@ -261,3 +270,4 @@ def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, run_id
             hint="see the failed checks above; each names its fix",
             details=[f"{h}: {r.id}: {r.message}" for h in failed for r in post[h] if r.blocking],
         )
+    return after

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sovereign.errors import SovereignError
 from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
+
+from sovereign.errors import SovereignError
 
 _SCALARS: dict[str, Any] = {
     "str": StrictStr,

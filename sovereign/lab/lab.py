@@ -9,6 +9,7 @@ install packages. `lab down` removes every process, mount, link and namespace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -141,7 +142,7 @@ def _keys() -> tuple[Path, str]:
     return key, (ssh_dir / "id_ed25519.pub").read_text().strip()
 
 
-def _prepare_root(node: NodeSpec, nodes: list[NodeSpec], root: Path, pubkey: str) -> str:
+def _prepare_root(node: NodeSpec, nodes: list[NodeSpec], root: Path, pubkey: str) -> list[str]:
     """Identity, names, keys and the recorded profile; return the host key line."""
     etc = root / "etc"
     (etc / "hostname").write_text(node.name + "\n")
@@ -182,7 +183,7 @@ def _boot(node: NodeSpec, root: Path) -> int:
     log = (LAB_DIR / "logs").joinpath(f"{node.name}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
              f"--machine={node.name}", f"--directory={root}", "--console=read-only",
              f"--network-namespace-path=/run/netns/{node.netns}"],
@@ -200,7 +201,7 @@ def _relay() -> int:
     except OSError:
         mirror_ip = MIRROR_HOST
     log = (LAB_DIR / "logs" / "relay.log").open("ab")
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         ["socat", f"TCP-LISTEN:80,bind={relay_ip},fork,reuseaddr", f"TCP:{mirror_ip}:80"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -213,7 +214,7 @@ def up(log: Callable[[str], None] = print) -> LabState:
     nodes = lab_nodes()
     rootfs = ensure_rootfs(log)
     saved = _saved()
-    key, pubkey = _keys()
+    _, pubkey = _keys()
     _bridge(MGMT_BRIDGE, MGMT_GATEWAY)
     _bridge(FABRIC_BRIDGE, None)
     known_hosts = []
@@ -255,10 +256,8 @@ def _stop(pid: int | None, timeout: float = 15) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while system.pid_alive(pid) and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.2)
     if system.pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,3 @@
+from sovereign.cli.main import main
+
+main()
