@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,7 +49,15 @@ class Expectations(BaseModel):
     ttm_module: str = "ttm"
     gttsize_mib: int = 0
     simulated: bool = False
-    extra: dict[str, Any] = {}
+    rocm_release: str = "7.2.2"
+    # PCI ids (vendor:device) passed through to the VM with vfio-pci.
+    vfio_pci_ids: list[str] = []
+    fabric_address: str | None = None
+    fabric_mtu: int = 9000
+    claimed_speed_gbps: float = 100
+    dpu_mode: str | None = "dpu"
+    # The slowest generation speed (tokens/s) the node's models may bench at.
+    bench_min_tps: float | None = None
 
     @property
     def pages_limit(self) -> int:
@@ -77,4 +84,10 @@ class Expectations(BaseModel):
                            or ("amdttm" if v.get("rocm_use_dkms") else "ttm")),
             gttsize_mib=int(v.get("kernel_params_amdgpu_gttsize_mib", 0) or 0),
             simulated=node.sovereign_simulated_hardware,
+            rocm_release=str(v.get("rocm_release", cls.model_fields["rocm_release"].default)),
+            vfio_pci_ids=[str(i) for i in v.get("vfio_pci_ids", [])],
+            fabric_address=str(node.sovereign_fabric_address),
+            fabric_mtu=node.sovereign_fabric.mtu,
+            claimed_speed_gbps=float(node.sovereign_fabric.claimed_speed_gbps),
+            dpu_mode=node.sovereign_dpu.mode if node.sovereign_dpu else None,
         )

@@ -154,6 +154,34 @@ def test_hw_collect_over_ssh(lab, cli, tmp_path):
     assert checks["CPU-MODEL"] == "pass" and checks["OS-SUPPORTED"] == "pass"
 
 
+def _validate(inventory: Path, phase: int) -> subprocess.CompletedProcess:
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+         "playbooks/validate.yml", "-e", f"sovereign_validate_phase={phase}",
+         "-e", f"sovereign_bundle_dir={inventory.parent / 'bundles'}"],
+        cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def test_awx_validate_playbook_judges_with_the_same_checks(lab, tmp_path):
+    import shutil
+
+    inv = tmp_path / "inventory"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "inventory" / "lab", inv)
+    ok = _validate(inv, 1)
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    assert "CPU-MODEL" in ok.stdout
+    # A node that is not the machine the inventory names fails the job, with the fix.
+    host_vars = inv / "host_vars" / "mimical-2.yml"
+    host_vars.write_text(host_vars.read_text().replace("MAX+ 395", "MAX+ 390"))
+    bad = _validate(inv, 1)
+    assert bad.returncode != 0
+    assert "CPU-MODEL: found 'AMD RYZEN AI MAX+ 395 w/ Radeon 8060S'" in bad.stdout
+    assert "fix: check that the inventory's ansible_host for mimical-2" in bad.stdout
+
+
 def test_lab_down_leaves_nothing_behind(lab, cli):
     cli("lab", "down")
     assert not list(Path("/run/netns").glob("sov-*")) if Path("/run/netns").exists() else True
