@@ -26,13 +26,15 @@ def _version(text: str | None) -> tuple[int, ...] | None:
 @check("ROCM-VERSION", "the ROCm release supports gfx1151 (7.2 or later)")
 def rocm_version(facts: Facts, expect: Expectations) -> CheckResult:
     check_id = "ROCM-VERSION"
+    installed = facts.get("rocm-version.txt")
     smi = facts.get("amd-smi.txt")
-    found = smi.rocm_version if smi is not None else None
-    source = "amd-smi"
+    found, source = None, ""
+    if installed is not None and installed.version:
+        found, source = installed.version, "/opt/rocm/.info/version"
+    elif smi is not None and smi.rocm_version:
+        found, source = smi.rocm_version, "amd-smi"
     if found is None:
-        found, source = expect.rocm_release, "inventory (rocm_release)"
-        if smi is None and facts.get("rocminfo.txt") is None:
-            return skip(check_id, facts.why_missing("amd-smi.txt", "rocminfo.txt"))
+        return skip(check_id, facts.why_missing("rocm-version.txt", "amd-smi.txt"))
     version = _version(found)
     if version is None:
         return skip(check_id, f"no ROCm version readable ({source})")

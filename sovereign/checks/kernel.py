@@ -84,7 +84,9 @@ def kernel_cmdline(facts: Facts, expect: Expectations) -> CheckResult:
     fails, warns = _param_problems(cmdline.params, expect, _ram(facts, expect))
     grub = facts.get("etc-default-grub.txt")
     configured = grub is not None and not _param_problems(grub.params, expect, None)[0]
-    if fails and configured:
+    # Only what a reboot would change is "reboot required"; a pool beyond RAM is not.
+    boot_fails = _param_problems(cmdline.params, expect, None)[0]
+    if fails and configured and len(boot_fails) == len(fails):
         return CheckResult(id="KERNEL-CMDLINE", status=Status.WARN,
                            message="reboot required: " + "; ".join(fails),
                            hint="reboot the node, or set kernel_params_reboot_ok: true")

@@ -21,19 +21,13 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
-def _os_release(text: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return {k.strip(): v.strip().strip('"') for k, v in pairs}
-
-
 @check("OS-SUPPORTED", "the distribution is one the roles support")
 def os_supported(facts: Facts, expect: Expectations) -> CheckResult:
-    text = facts.bundle.text("os-release.txt")
-    if text is None:
+    release = facts.get("os-release.txt")
+    if release is None:
         return skip("OS-SUPPORTED", facts.why_missing("os-release.txt"))
-    release = _os_release(text)
-    key = (release.get("ID", "?"), release.get("VERSION_ID", "?"))
-    pretty = release.get("PRETTY_NAME", f"{key[0]} {key[1]}")
+    key = (release.id or "?", release.version_id or "?")
+    pretty = release.pretty_name or f"{key[0]} {key[1]}"
     if key in SUPPORTED_OS:
         return CheckResult(id="OS-SUPPORTED", status=Status.PASS,
                            message=f"{pretty} ({SUPPORTED_OS[key]})")

@@ -12,11 +12,12 @@ def rocm_kfd(facts: Facts, expect: Expectations) -> CheckResult:
     info = facts.get("rocminfo.txt")
     if info is None:
         return skip("ROCM-KFD", facts.why_missing("rocminfo.txt"))
-    if info.kfd_loaded:
+    if info.kfd_loaded and not info.error:
         return CheckResult(id="ROCM-KFD", status=Status.PASS,
                            message=f"KFD loaded, runtime {info.runtime_version or '?'}")
     why = info.error or "rocminfo found no KFD"
-    hint = ("add the user to the render and video groups (rocm_users)" if "permit" in why.lower()
+    denied = any(word in why.lower() for word in ("permi", "not member"))
+    hint = ("add the user to the render and video groups (rocm_users)" if denied
             else "load amdgpu: check `dmesg | grep -i amdgpu` and the kernel parameters")
     return CheckResult(id="ROCM-KFD", status=Status.FAIL, message=why, hint=hint)
 

@@ -67,6 +67,8 @@ def check(
     if unknown := unknown_ids(ignored):
         raise SovereignError(f"unknown check id(s): {', '.join(unknown)}",
                              hint="`sovereign hw checks` lists them")
+    if host is not None and inventory is None:
+        raise SovereignError("--host names a host of an inventory: give -i DIR too")
     facts = Facts(Bundle.load(bundle_dir))
     expect = Expectations(host=facts.host)
     if inventory is not None:
@@ -84,7 +86,8 @@ def check(
     if as_json:
         print_json({"host": facts.host, "facts": facts.summary(),
                     "checks": [{"id": r.id, "status": r.status.value, "message": r.message,
-                                "hint": r.hint} for r in results]})
+                                "hint": r.hint, "ignored": r.ignored, "simulated": r.simulated}
+                               for r in results]})
     else:
         console.print(checks_table(f"{facts.host} ({bundle_dir})", results))
     if any(r.blocking for r in results):

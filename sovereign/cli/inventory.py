@@ -30,7 +30,8 @@ def check(inventory: Path | None = INVENTORY, as_json: bool = JSON) -> None:
         inv = load_inventory(path)
     except InventoryError as exc:
         if as_json:
-            print_json({"inventory": str(path), "valid": False, "problems": exc.details or [exc.message]})
+            print_json({"inventory": str(path.resolve()), "valid": False,
+                        "problems": exc.details or [exc.message]})
             raise typer.Exit(int(exc.exit_code)) from None
         raise
     if as_json:

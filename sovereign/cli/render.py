@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sovereign.checks import CheckResult, Status
@@ -26,11 +27,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def render_error(exc: SovereignError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
     for line in exc.details:
         err_console.print(f"  • {line}", soft_wrap=True, markup=False)
     if exc.hint:
-        err_console.print(f"[bold]hint:[/] {exc.hint}", soft_wrap=True)
+        err_console.print(f"[bold]hint:[/] {escape(exc.hint)}", soft_wrap=True)
 
 
 def guarded(fn: F) -> F:

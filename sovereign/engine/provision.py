@@ -81,16 +81,19 @@ def fingerprint(p: Phase, inventory: Path) -> str:
     root = project_root()
     digest = hashlib.sha256()
     playbook = root / "playbooks" / str(p.playbook)
-    files = [playbook]
+    files = [(root, playbook)]
     for play in yaml.safe_load(playbook.read_text()) or []:
         for entry in (play or {}).get("roles") or []:
             role = entry if isinstance(entry, str) else entry.get("role") or entry.get("name")
-            files += sorted(f for f in (root / "roles" / str(role).split(".")[-1]).rglob("*")
-                            if f.is_file())
-    files += sorted(f for f in Path(inventory).rglob("*") if f.is_file())
-    for f in files:
-        digest.update(str(f.relative_to(root) if f.is_relative_to(root) else f.name).encode())
-        digest.update(f.read_bytes())
+            role_dir = root / "roles" / str(role).split(".")[-1]
+            files += [(root, f) for f in sorted(role_dir.rglob("*")) if f.is_file()]
+    inv = Path(inventory)
+    files += [(inv, f) for f in sorted(inv.rglob("*")) if f.is_file()]
+    for base, f in files:
+        # Length-prefixed name and content: no two file sets hash alike.
+        for part in (str(f.relative_to(base)).encode(), f.read_bytes()):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
     return digest.hexdigest()[:16]
 
 

@@ -80,7 +80,10 @@ class Bundle:
         if entry is None or entry.status == "missing":
             return None
         file = self.path / name
-        return file.read_text(errors="replace") if file.is_file() else None
+        text = file.read_text(errors="replace") if file.is_file() else None
+        if entry.status == "failed" and not (text or "").strip():
+            return None  # nothing to judge: why_missing() quotes the command's stderr
+        return text
 
     def why_missing(self, name: str) -> str:
         entry = self.entry(name)

@@ -64,6 +64,7 @@ SOURCES: list[tuple[str, str, str, str]] = [
      "/sys/class/drm/card*/device/mem_info_vram_total 2>/dev/null; true"),
     ("accel.txt", "kernel", "/dev/accel", "ls -l /dev/accel"),
     ("rocminfo.txt", "tool", "rocminfo", "rocminfo"),
+    ("rocm-version.txt", "tool", "/opt/rocm/.info/version", "cat /opt/rocm/.info/version"),
     ("rocm-smi.txt", "tool", "rocm-smi", "rocm-smi --showproductname --showmeminfo vram gtt"),
     ("amd-smi.txt", "tool", "amd-smi", "amd-smi static"),
     ("xrt-smi-examine.txt", "tool", "xrt-smi", "xrt-smi examine"),

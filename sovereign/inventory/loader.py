@@ -262,12 +262,11 @@ def load_inventory(path: Path | str) -> Inventory:
         files = [(hosts_file, inline[f"group:{group}"])] if f"group:{group}" in inline else []
         files += [(f, _read_vars(f, specs, out)) for f in _var_files(root / "group_vars", group)]
         layers[group] = files
-    for f in sorted((root / "group_vars").glob("*.y*ml")):
-        if f.stem not in depth:
-            out.error(f, "*", f"no group named {f.stem!r} in {hosts_file.name}")
-    for f in sorted((root / "host_vars").glob("*.y*ml")):
-        if f.stem not in membership:
-            out.error(f, "*", f"no host named {f.stem!r} in {hosts_file.name}")
+    for folder, known, what in (("group_vars", depth, "group"), ("host_vars", membership, "host")):
+        for f in sorted((root / folder).glob("*")):
+            name = f.name if f.is_dir() else f.stem
+            if (f.is_dir() or f.suffix in {".yml", ".yaml"}) and name not in known:
+                out.error(f, "*", f"no {what} named {name!r} in {hosts_file.name}")
 
     for name, groups in membership.items():
         ordered = sorted(groups, key=lambda g: (depth[g], g))
@@ -300,11 +299,13 @@ def load_inventory(path: Path | str) -> Inventory:
         if host.node is not None:
             _cross_checks(name, host.vars, host.node, host.origins,
                           out.rel(root / "host_vars" / f"{name}.yml"), names, out)
-    if out.problems:
+    # A problem in a group's file is found once per host that inherits it.
+    problems = list(dict.fromkeys(str(p) for p in out.problems))
+    if problems:
         raise InventoryError(
-            f"{root}: {len(out.problems)} problem(s) in the inventory",
+            f"{root}: {len(problems)} problem(s) in the inventory",
             hint="fix each `file: key` above; `sovereign inventory check -i DIR` re-checks",
-            details=[str(p) for p in out.problems],
+            details=problems,
         )
     cluster = next((h.node.sovereign_cluster_name for h in hosts.values() if h.node), root.name)
     return Inventory(path=root.resolve(), cluster_name=cluster, hosts=hosts,

@@ -33,8 +33,10 @@ from sovereign.hw.parsers import (
     modprobe,
     mst_status,
     nvme_list,
+    os_release,
     rdma_link,
     rocm_smi,
+    rocm_version,
     rocminfo,
     rpc_server,
     sensors,
@@ -45,6 +47,8 @@ from sovereign.hw.parsers import (
 from sovereign.hw.parsers.base import ParseResult
 
 PARSERS: dict[str, Callable[[str], ParseResult]] = {
+    "os-release.txt": os_release.parse,
+    "rocm-version.txt": rocm_version.parse,
     "proc-cpuinfo.txt": cpuinfo.parse,
     "lscpu.txt": lscpu.parse,
     "proc-meminfo.txt": meminfo.parse,

@@ -1,0 +1,67 @@
+"""The CLI boundary: the lab's root requirement, error rendering, --version."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from typer.testing import CliRunner
+from unit_helpers import plain
+
+from sovereign import __version__
+from sovereign.cli.main import app
+from sovereign.lab import lab, system
+
+
+@pytest.fixture
+def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unprivileged user; and should the root check not stop a command,
+    nothing of the lab may happen."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the lab went past its root check")
+
+    monkeypatch.setattr(system, "require_tools", forbidden)
+    monkeypatch.setattr(lab, "ensure_rootfs", forbidden)
+    monkeypatch.setattr(lab, "lab_nodes", forbidden)
+    monkeypatch.setattr(lab, "_saved", forbidden)
+
+
+@pytest.mark.parametrize("command", ["up", "down"])
+def test_lab_needs_root(runner: CliRunner, not_root: None, command: str) -> None:
+    result = runner.invoke(app, ["lab", command])
+    assert result.exit_code == 7, result.output
+    err = plain(result.stderr)
+    assert "error: the lab needs root" in err
+    assert "hint: run it as root, e.g. `sudo .venv/bin/sovereign lab up`" in err
+    assert result.stdout == ""
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"sovereign {__version__}\n"
+
+
+def test_no_arguments_shows_help(runner: CliRunner) -> None:
+    result = runner.invoke(app, [])
+    assert result.exit_code in (0, 2)
+    for command in ("inventory", "provision", "status", "hw", "lab"):
+        assert command in result.output
+
+
+def test_an_expected_error_has_no_traceback(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["provision", "bogus"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert plain(result.stderr) == ("error: 'bogus' is not a phase\n"
+                                    "hint: use phase-1 ... phase-8, or all\n")
+
+
+@pytest.mark.parametrize("phase", ["phase-[red]", "[/x]"], ids=["swallowed", "crash"])
+def test_error_text_is_printed_verbatim(runner: CliRunner, phase: str) -> None:
+    result = runner.invoke(app, ["provision", phase])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)
+    assert f"error: {phase!r} is not a phase" in plain(result.stderr)
