@@ -62,6 +62,8 @@ def _summary(result: ProvisionResult) -> None:
         console.print(line)
         for step in r.skipped_steps:
             console.print(f"  [dim]skipped on simulated hardware: {escape(step)}[/]")
+        for warning in r.warnings:
+            console.print(f"  [yellow]warning:[/] {escape(warning)}")
         for reason in dict.fromkeys(r.reboot_required):
             console.print(f"  [yellow]reboot required:[/] {escape(reason)}")
 

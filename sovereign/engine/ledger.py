@@ -33,12 +33,18 @@ CREATE TABLE IF NOT EXISTS records (
     failed_tasks INTEGER,
     skipped_steps TEXT NOT NULL DEFAULT '[]',
     reboot_required TEXT NOT NULL DEFAULT '[]',
+    warnings TEXT NOT NULL DEFAULT '[]',
     checks TEXT NOT NULL DEFAULT '[]',
     artifacts TEXT,
     message TEXT
 );
 CREATE INDEX IF NOT EXISTS records_host_phase ON records (cluster, host, phase, id);
 """
+
+# Columns added after the first schema: name → the statement that adds it.
+MIGRATIONS = {
+    "warnings": "ALTER TABLE records ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
+}
 
 # Statuses: running (in progress or interrupted), applied, failed, checked (--check).
 DONE = "applied"
@@ -62,6 +68,7 @@ class Record(BaseModel):
     failed_tasks: int | None
     skipped_steps: list[str]
     reboot_required: list[str]
+    warnings: list[str] = []
     checks: list[dict[str, Any]]
     artifacts: str | None
     message: str | None
@@ -90,8 +97,12 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
+        with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
+            for column, ddl in MIGRATIONS.items():
+                if column not in columns:
+                    db.execute(ddl)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)
@@ -112,16 +123,17 @@ class Ledger:
 
     def finish(self, record_id: int, *, status: str, changed: int | None = None,
                failed_tasks: int | None = None, skipped_steps: list[str] | None = None,
-               reboot_required: list[str] | None = None, checks: list[dict[str, Any]] | None = None,
+               reboot_required: list[str] | None = None, warnings: list[str] | None = None,
+               checks: list[dict[str, Any]] | None = None,
                artifacts: str | None = None, message: str | None = None) -> None:
         with closing(self._connect()) as db, db:
             db.execute(
                 "UPDATE records SET status=?, finished=?, changed=?, failed_tasks=?,"
-                " skipped_steps=?, reboot_required=?, checks=?, artifacts=?, message=?"
+                " skipped_steps=?, reboot_required=?, warnings=?, checks=?, artifacts=?, message=?"
                 " WHERE id=?",
                 (status, time.time(), changed, failed_tasks, json.dumps(skipped_steps or []),
-                 json.dumps(reboot_required or []), json.dumps(checks or []), artifacts, message,
-                 record_id),
+                 json.dumps(reboot_required or []), json.dumps(warnings or []),
+                 json.dumps(checks or []), artifacts, message, record_id),
             )
 
     def reset(self, cluster: str, hosts: list[str], reason: str) -> None:
@@ -150,7 +162,7 @@ class Ledger:
         out = []
         for row in rows:
             data = dict(row)
-            for key in ("skipped_steps", "reboot_required", "checks"):
+            for key in ("skipped_steps", "reboot_required", "warnings", "checks"):
                 data[key] = json.loads(data[key] or "[]")
             data["check_mode"] = bool(data["check_mode"])
             out.append(Record.model_validate(data))

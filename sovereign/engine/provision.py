@@ -50,6 +50,7 @@ class HostPhaseResult(BaseModel):
     changed: int = 0
     skipped_steps: list[str] = []
     reboot_required: list[str] = []
+    warnings: list[str] = []
     checks: list[CheckResult] = []
 
 
@@ -261,12 +262,13 @@ def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, check:
         if status != DONE:
             failed.append(h)
         book.finish(rid, status=status, changed=t.changed, failed_tasks=t.failed,
-                    skipped_steps=t.skipped_steps, reboot_required=reboot,
+                    skipped_steps=t.skipped_steps, reboot_required=reboot, warnings=t.warnings,
                     checks=_dump(pre[h] + post[h]), artifacts=str(outcome.artifacts),
                     message=None if status == DONE else "verify failed")
         result.results.append(HostPhaseResult(host=h, phase=p.number, status=status,
                                               changed=t.changed, skipped_steps=t.skipped_steps,
-                                              reboot_required=reboot, checks=post[h]))
+                                              reboot_required=reboot, warnings=t.warnings,
+                                              checks=post[h]))
     if failed:
         raise ChecksFailed(
             f"{p.name}: applied, but verification failed on {', '.join(failed)}",

@@ -26,6 +26,7 @@ class HostTally:
     failures: list[str] = field(default_factory=list)
     skipped_steps: list[str] = field(default_factory=list)
     reboot_required: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +87,8 @@ class _Events:
                 tally.skipped_steps = list(facts["sovereign_skipped"])
             if "sovereign_reboot_required" in facts:
                 tally.reboot_required = list(facts["sovereign_reboot_required"])
+            if "sovereign_warnings" in facts:
+                tally.warnings = list(facts["sovereign_warnings"])
         elif kind == "runner_on_skipped":
             tally.skipped += 1
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):

@@ -19,6 +19,7 @@ class Cell(BaseModel):
     changed: int | None = None
     skipped_steps: list[str] = []
     reboot_required: list[str] = []
+    warnings: list[str] = []
     message: str | None = None
     run_id: str | None = None
     artifacts: str | None = None
@@ -50,7 +51,8 @@ def cluster_status(inventory: Path | str, ledger: Ledger) -> ClusterStatus:
                 cells.append(Cell(phase=number, status=last.effective_status,
                                   when=last.finished or last.started, git_commit=last.git_commit,
                                   changed=last.changed, skipped_steps=last.skipped_steps,
-                                  reboot_required=last.reboot_required, message=last.message,
+                                  reboot_required=last.reboot_required, warnings=last.warnings,
+                                  message=last.message,
                                   run_id=last.run_id, artifacts=last.artifacts))
         hosts.append(HostStatus(host=host, phases=cells))
     return ClusterStatus(cluster=inv.cluster_name, inventory=str(inv.path), hosts=hosts)

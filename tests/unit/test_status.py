@@ -74,7 +74,7 @@ def test_status_json_shape(runner: CliRunner, book: Ledger) -> None:
         assert [c["phase"] for c in host["phases"]] == list(range(1, 9))
         for cell in host["phases"]:
             assert {"phase", "status", "when", "git_commit", "changed", "skipped_steps",
-                    "reboot_required", "message", "run_id", "artifacts"} == set(cell)
+                    "reboot_required", "warnings", "message", "run_id", "artifacts"} == set(cell)
 
 
 def test_status_json_statuses(runner: CliRunner, book: Ledger) -> None:

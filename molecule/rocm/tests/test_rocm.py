@@ -48,6 +48,9 @@ def test_gpu_user_is_system_user(host):
     assert host.user("sovereign").uid < 1000
 
 
-def test_no_hsa_override(host):
+def test_hsa_override_removed_and_the_rest_kept(host):
+    # prepare.yml seeded both files with HSA_OVERRIDE_GFX_VERSION=11.0.0.
     cmd = host.run("grep -rs HSA_OVERRIDE_GFX_VERSION /etc/environment /etc/profile.d")
     assert cmd.rc == 1, cmd.stdout
+    assert host.file("/etc/environment").content_string == "LANG=C.UTF-8\n"
+    assert host.file("/etc/profile.d/rocm-gfx.sh").content_string == 'export PATH="$PATH:/opt/rocm/bin"\n'
