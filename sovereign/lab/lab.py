@@ -27,7 +27,7 @@ from sovereign.errors import EnvironmentProblem
 from sovereign.hw.bundle import PROFILES_DIR
 from sovereign.inventory import load_inventory
 from sovereign.lab import system
-from sovereign.lab.rootfs import ensure_rootfs
+from sovereign.lab.rootfs import CACHE, ensure_rootfs
 from sovereign.paths import project_root
 
 LAB_DIR = Path(os.environ.get("SOVEREIGN_LAB_DIR", "/var/lib/sovereign-lab"))
@@ -36,6 +36,10 @@ MGMT_GATEWAY = "10.213.77.1/24"
 FABRIC_PREFIX = 24
 MIRROR_HOST = "deb.debian.org"
 BOOT_TIMEOUT_S = 90
+# Shared by both nodes (and molecule's containers): the second build of
+# llama.cpp, and every rebuild, hits the compiler cache of the first.
+CCACHE_HOST = CACHE / "ccache"
+CCACHE_NODE = "/var/cache/ccache"
 
 
 @dataclass(frozen=True)
@@ -180,12 +184,14 @@ def _mount(node: NodeSpec, rootfs: Path) -> Path:
 
 
 def _boot(node: NodeSpec, root: Path) -> int:
+    CCACHE_HOST.mkdir(parents=True, exist_ok=True)
     log = (LAB_DIR / "logs").joinpath(f"{node.name}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
             ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
              f"--machine={node.name}", f"--directory={root}", "--console=read-only",
+             f"--bind={CCACHE_HOST}:{CCACHE_NODE}",
              f"--network-namespace-path=/run/netns/{node.netns}"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
