@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sovereign.process import pid_alive
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,21 +78,9 @@ class Record(BaseModel):
     @property
     def effective_status(self) -> str:
         """`running` rows whose process is gone were interrupted."""
-        if self.status == "running" and not _alive(self.pid):
+        if self.status == "running" and not pid_alive(self.pid):
             return "interrupted"
         return self.status
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Ledger:

@@ -29,6 +29,7 @@ from sovereign.inventory import load_inventory
 from sovereign.lab import system
 from sovereign.lab.rootfs import CACHE, ensure_rootfs
 from sovereign.paths import project_root
+from sovereign.process import pid_alive
 
 LAB_DIR = Path(os.environ.get("SOVEREIGN_LAB_DIR", "/var/lib/sovereign-lab"))
 MGMT_BRIDGE, FABRIC_BRIDGE = "sov-mgmt", "sov-fab"
@@ -230,19 +231,19 @@ def up(log: Callable[[str], None] = print) -> LabState:
         root = _mount(node, rootfs)
         keytype, keydata = _prepare_root(node, nodes, root, pubkey)
         known_hosts.append(f"{node.mgmt_ip} {keytype} {keydata}")
-        if not system.pid_alive(pids.get(node.name)):
+        if not pid_alive(pids.get(node.name)):
             log(f"booting {node.name} ({node.mgmt_ip}, fabric {node.fabric_ip})")
             pids[node.name] = _boot(node, root)
     (LAB_DIR / "ssh" / "known_hosts").write_text("\n".join(known_hosts) + "\n")
     relay = saved.get("relay_pid")
-    if not system.pid_alive(relay):
+    if not pid_alive(relay):
         relay = _relay()
     _save({"pids": pids, "relay_pid": relay})
     deadline = time.monotonic() + BOOT_TIMEOUT_S
     pending = {n.name: n for n in nodes}
     while pending and time.monotonic() < deadline:
         for name, node in list(pending.items()):
-            if not system.pid_alive(pids[name]):
+            if not pid_alive(pids[name]):
                 raise EnvironmentProblem(f"lab node {name} stopped while booting",
                                          hint=f"see {LAB_DIR / 'logs' / (name + '.log')}")
             if _ssh_open(node.mgmt_ip):
@@ -256,16 +257,16 @@ def up(log: Callable[[str], None] = print) -> LabState:
 
 
 def _stop(pid: int | None, timeout: float = 15) -> None:
-    if not system.pid_alive(pid):
+    if not pid_alive(pid):
         return
     assert pid is not None
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while system.pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.2)
-    if system.pid_alive(pid):
+    if pid_alive(pid):
         os.killpg(pid, signal.SIGKILL)
 
 
@@ -274,7 +275,7 @@ def down(log: Callable[[str], None] = print) -> LabState:
     saved = _saved()
     nodes = lab_nodes()
     for node in nodes:
-        if system.pid_alive(saved.get("pids", {}).get(node.name)):
+        if pid_alive(saved.get("pids", {}).get(node.name)):
             log(f"stopping {node.name}")
         _stop(saved.get("pids", {}).get(node.name))
     _stop(saved.get("relay_pid"), timeout=2)
@@ -300,11 +301,11 @@ def status() -> LabState:
     states = []
     for node in lab_nodes():
         pid = pids.get(node.name)
-        running = system.pid_alive(pid)
+        running = pid_alive(pid)
         states.append(NodeState(name=node.name, mgmt_ip=node.mgmt_ip, fabric_ip=node.fabric_ip,
                                 netns=node.netns, pid=pid if running else None,
                                 netns_present=system.netns_exists(node.netns), running=running,
                                 ssh=running and _ssh_open(node.mgmt_ip)))
     return LabState(up=bool(states) and all(s.ssh for s in states), nodes=states,
-                    relay_pid=saved.get("relay_pid") if system.pid_alive(saved.get("relay_pid"))
+                    relay_pid=saved.get("relay_pid") if pid_alive(saved.get("relay_pid"))
                     else None, ssh_key=str(LAB_DIR / "ssh" / "id_ed25519"))

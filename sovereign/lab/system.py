@@ -57,11 +57,3 @@ def is_mounted(path: str) -> bool:
         return any(line.split()[4] == path for line in handle)
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

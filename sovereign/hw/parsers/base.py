@@ -161,3 +161,25 @@ def key_value(line: str, sep: str = ":") -> tuple[str, str] | None:
     if not found or not key.strip():
         return None
     return key.strip(), value.strip()
+
+
+def config_line(line: str, grep_prefix: re.Pattern[str], header: re.Pattern[str],
+                files: list[str]) -> str | None:
+    """One line of configuration files concatenated with `# PATH` header lines
+    (or `grep -H` style `PATH:` prefixes), as the collector writes them.
+
+    Records each file name in `files`; returns the line's content without its
+    prefix, or None for a header, a blank line or a comment."""
+    grep = grep_prefix.match(line)
+    if grep:
+        if grep.group(1) not in files:
+            files.append(grep.group(1))
+        line = grep.group(2)
+    stripped = line.strip()
+    found = header.match(stripped)
+    if found:
+        files.append(found.group(1))
+        return None
+    if not stripped or stripped.startswith("#"):
+        return None
+    return line

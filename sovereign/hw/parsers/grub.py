@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sovereign.hw.parsers.base import ParseResult, clean_lines, parse_kv_params
+from sovereign.hw.parsers.base import ParseResult, clean_lines, config_line, parse_kv_params
 from sovereign.hw.parsers.shellvars import UnterminatedError, evaluate_word
 
 _HEADER_RE = re.compile(r"^#\s*(/etc/default/grub(?:\.d/\S+)?)\s*$")
@@ -36,18 +36,10 @@ def parse(text: str) -> GrubDefaults:
     while i < len(lines):
         number, line = i + 1, lines[i]
         i += 1
-        grep = _GREP_PREFIX_RE.match(line)
-        if grep:
-            if grep.group(1) not in result.files:
-                result.files.append(grep.group(1))
-            line = grep.group(2)
-        stripped = line.strip()
-        header = _HEADER_RE.match(stripped)
-        if header:
-            result.files.append(header.group(1))
+        content = config_line(line, _GREP_PREFIX_RE, _HEADER_RE, result.files)
+        if content is None:
             continue
-        if not stripped or stripped.startswith("#"):
-            continue
+        line, stripped = content, content.strip()
         m = _ASSIGN_RE.match(line)
         if not m:
             result.problems.append(f"line {number}: shell line not evaluated: {stripped[:70]!r}")

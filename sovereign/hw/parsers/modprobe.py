@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sovereign.hw.parsers.base import ParseResult, clean_lines, parse_kv_params
+from sovereign.hw.parsers.base import ParseResult, clean_lines, config_line, parse_kv_params
 
 _HEADER_RE = re.compile(r"^#\s*(/\S+\.conf)\s*$")
 _GREP_PREFIX_RE = re.compile(r"^(/\S+?\.conf):(.*)$")
@@ -47,18 +47,10 @@ def parse(text: str) -> ModprobeConfig:
     """Read /etc/modprobe.d/*.conf concatenated, each after a `# PATH` header line."""
     result = ModprobeConfig()
     for number, line in _logical_lines(clean_lines(text)):
-        grep = _GREP_PREFIX_RE.match(line)
-        if grep:
-            if grep.group(1) not in result.files:
-                result.files.append(grep.group(1))
-            line = grep.group(2)
-        stripped = line.strip()
-        header = _HEADER_RE.match(stripped)
-        if header:
-            result.files.append(header.group(1))
+        content = config_line(line, _GREP_PREFIX_RE, _HEADER_RE, result.files)
+        if content is None:
             continue
-        if not stripped or stripped.startswith("#"):
-            continue
+        stripped = content.strip()
         words = stripped.split(None, 2)
         directive = words[0]
         if directive not in _KNOWN or len(words) < 2:
