@@ -81,6 +81,10 @@ SOURCES: list[tuple[str, str, str, str]] = [
     ("bf-info.txt", "tool", "bfver", "bfver"),
     ("llama-bench.txt", "config", "/var/lib/sovereign/llama-bench.txt",
      "cat /var/lib/sovereign/llama-bench.txt"),
+    ("llama-server.log", "tool", "systemctl",
+     "for u in $(systemctl list-units --all --plain --no-legend 'sovereign-llm-*.service'"
+     " | awk '{print $1}'); do echo \"# unit: $u $(systemctl is-active $u)\";"
+     ' journalctl -u "$u" -b -o cat --no-pager -n 600; done; true'),
     ("rpc-server.log", "tool", "journalctl",
      "journalctl -u sovereign-rpc-server --no-pager -o cat -n 200"),
 ]

@@ -25,6 +25,7 @@ from sovereign.hw.parsers import (
     ibv_devinfo,
     iommu,
     llama_bench,
+    llama_server_log,
     lscpu,
     lsmod,
     lspci,
@@ -80,6 +81,7 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
     "sensors.txt": sensors.parse,
     "llama-bench.txt": llama_bench.parse,
     "rpc-server.log": rpc_server.parse,
+    "llama-server.log": llama_server_log.parse,
 }
 
 __all__ = ["PARSERS", "ParseResult"]
