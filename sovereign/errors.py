@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     ENVIRONMENT = 7
     NOT_BUILT = 8
     BUNDLE_UNREADABLE = 9
+    PLAN_DOES_NOT_FIT = 10
     INTERRUPTED = 130
 
 
@@ -62,3 +63,9 @@ class PhaseNotBuilt(SovereignError):
 
 class BundleUnreadable(SovereignError):
     exit_code = ExitCode.BUNDLE_UNREADABLE
+
+
+class PlanDoesNotFit(SovereignError):
+    """An enabled model does not fit its placement; `details` holds one line per model."""
+
+    exit_code = ExitCode.PLAN_DOES_NOT_FIT

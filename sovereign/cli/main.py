@@ -11,7 +11,7 @@ import logging
 import typer
 
 from sovereign import __version__
-from sovereign.cli import hw, inventory, lab, provision, status
+from sovereign.cli import hw, inventory, lab, plan, provision, status
 
 app = typer.Typer(
     name="sovereign",
@@ -29,6 +29,7 @@ app.add_typer(lab.app, name="lab")
 app.add_typer(hw.app, name="hw")
 app.command("provision", help=provision.HELP)(provision.provision_cmd)
 app.command("status")(status.status_cmd)
+app.command("plan", help=plan.HELP)(plan.plan_cmd)
 
 
 def _version(value: bool) -> None:

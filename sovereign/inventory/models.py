@@ -71,7 +71,19 @@ class ModelSpec(Strict):
     placement: list[str] = Field(min_length=1)
     always_warm: bool = False
     claimed_tps: list[PositiveFloat | PositiveInt] | None = None
+    # The slowest acceptable generation speed (tokens/s), judged by verify.
+    min_tps: PositiveFloat | PositiveInt | None = None
     enabled: bool = True
+    # The KV cache, for `sovereign plan`: either the plain-attention shape
+    # (bytes per token = layers x kv_heads x head_dim x 2 for K and V x bytes
+    # per element), or, for architectures that formula misses (sliding-window
+    # layers, compressed or latent attention), `kv_bytes_per_token` at f16 over
+    # all layers. `layers` alone is allowed (it is shown in a layer split).
+    layers: PositiveInt | None = None
+    kv_heads: PositiveInt | None = None
+    head_dim: PositiveInt | None = None
+    kv_bytes_per_token: PositiveInt | None = None
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
 
     @model_validator(mode="after")
     def _active_within_total(self) -> ModelSpec:
@@ -80,6 +92,16 @@ class ModelSpec(Strict):
                 f"params_active_b ({self.params_active_b}) exceeds params_total_b "
                 f"({self.params_total_b})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_kv_shape(self) -> ModelSpec:
+        if (self.kv_heads is None) != (self.head_dim is None):
+            raise ValueError("kv_heads and head_dim go together (with layers)")
+        if self.kv_heads is not None and self.layers is None:
+            raise ValueError("kv_heads and head_dim need layers")
+        if self.kv_heads is not None and self.kv_bytes_per_token is not None:
+            raise ValueError("give either kv_heads and head_dim, or kv_bytes_per_token, not both")
         return self
 
 
