@@ -131,6 +131,22 @@ class Egress(Strict):
     daily_budget: DailyBudget
 
 
+class Pxe(Strict):
+    """Zero-touch OS install: what every node's autoinstall shares."""
+
+    http_url: str = Field(pattern=r"^https?://")
+    ubuntu_release: str = "26.04"
+    gateway: IPv4Address
+    prefix: int = Field(default=24, ge=8, le=30)
+    dns: list[IPv4Address] = []
+    admin_user: str = "sovereign"
+    ssh_authorized_keys: list[str] = Field(min_length=1)
+    timezone: str = "UTC"
+    locale: str = "en_US.UTF-8"
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
 class NodeVars(BaseModel):
     """The merged `sovereign_*` variables of one host in `sovereign_nodes`."""
 
@@ -148,6 +164,10 @@ class NodeVars(BaseModel):
     sovereign_models: list[ModelSpec] = []
     sovereign_router_tiers: list[RouterTier] = []
     sovereign_egress: Egress | None = None
+    sovereign_pxe: Pxe | None = None
+    # The node's boot interface (PXE matches it) and the disk the OS goes on.
+    sovereign_pxe_mac: str | None = Field(default=None, pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+    sovereign_pxe_disk: str | None = None
 
 
 # Connection and privilege variables that Ansible itself reads.
