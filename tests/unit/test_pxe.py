@@ -23,7 +23,7 @@ def _with_pxe(lab_copy: Path) -> Path:
     all_vars.write_text(all_vars.read_text() + PXE)
     for n, mac in ((1, "9c:6b:00:00:00:01"), (2, "9c:6b:00:00:00:02")):
         hv = lab_copy / "host_vars" / f"mimical-{n}.yml"
-        hv.write_text(hv.read_text() + f"sovereign_pxe_mac: \"{mac}\"\nsovereign_pxe_disk: /dev/nvme0n1\n")
+        hv.write_text(hv.read_text() + f'sovereign_pxe_mac: "{mac}"\nsovereign_pxe_disk: /dev/nvme0n1\n')
     return lab_copy
 
 
@@ -43,14 +43,17 @@ def test_render_writes_valid_autoinstall_per_node(lab_copy, runner, tmp_path):
     assert auto["storage"]["layout"]["match"]["path"] == "/dev/nvme0n1"
     grub = (out / "grub" / "grub.cfg-01-9c-6b-00-00-00-02").read_text()
     assert "ds=nocloud-net\\;s=http://192.168.50.2:8080/nodes/mimical-2/" in grub
-    assert yaml.safe_load((out / "nodes" / "mimical-1" / "meta-data").read_text())[
-        "local-hostname"] == "mimical-1"
+    assert (
+        yaml.safe_load((out / "nodes" / "mimical-1" / "meta-data").read_text())["local-hostname"]
+        == "mimical-1"
+    )
 
 
 def test_limit_renders_one_node(lab_copy, runner, tmp_path):
     out = tmp_path / "pxe"
-    result = runner.invoke(app, ["pxe", "render", "-i", str(_with_pxe(lab_copy)), "--out", str(out),
-                                 "--limit", "mimical-1"])
+    result = runner.invoke(
+        app, ["pxe", "render", "-i", str(_with_pxe(lab_copy)), "--out", str(out), "--limit", "mimical-1"]
+    )
     assert result.exit_code == 0, result.output
     assert (out / "nodes" / "mimical-1" / "user-data").exists()
     assert not (out / "nodes" / "mimical-2").exists()
@@ -59,7 +62,8 @@ def test_limit_renders_one_node(lab_copy, runner, tmp_path):
 def test_missing_pxe_keys_name_the_file_and_key(lab_copy, runner, tmp_path):
     result = runner.invoke(app, ["pxe", "render", "-i", str(lab_copy), "--out", str(tmp_path / "o")])
     assert result.exit_code == 3
-    assert "host_vars/mimical-1.yml: sovereign_pxe_mac: required to install mimical-1 over PXE" in result.stderr
+    expected = "host_vars/mimical-1.yml: sovereign_pxe_mac: required to install mimical-1 over PXE"
+    assert expected in result.stderr
     assert not (tmp_path / "o").exists()
 
 
