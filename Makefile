@@ -9,15 +9,19 @@ PY    ?= python3
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Everything the lab and the tests need from Debian.
 APT_PACKAGES := podman runc debootstrap systemd-container zstd socat openssh-client \
-	iproute2 uidmap slirp4netns fuse-overlayfs
+	iproute2 uidmap slirp4netns fuse-overlayfs postgresql
 STAMPS := .cache/stamps
 
-.PHONY: setup lab test lint unit molecule integration bench clean lab-down help
+.PHONY: setup lab test lint unit molecule integration bench bench-router llama clean lab-down help
+# llama.cpp built on this machine (make llama) for the router's real tiers.
+LLAMA_DIR := $(CURDIR)/.cache/llama.cpp
+export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
 
 help:
 	@echo "make lab    - set up, bring the lab up, provision every built phase, show the status"
 	@echo "make test   - set up and run the whole suite (lint, unit, molecule, lab integration)"
-	@echo "make bench  - time a cold and an idempotent run of phases 1-2 on the lab"
+	@echo "make bench  - time a cold and an idempotent run of phases 1-2 on the lab, and the router"
+	@echo "make llama  - build llama.cpp here (same role and pin as the lab) into .cache/llama.cpp"
 	@echo "make lab-down / make clean"
 
 $(STAMPS)/apt: Makefile
@@ -63,11 +67,17 @@ molecule: setup
 integration: setup
 	$(BIN)/pytest -q -m lab
 
-test: lint
+llama: setup
+	$(BIN)/ansible-playbook -i localhost, tests/llama-cpp-host.yml -e llama_cpp_prefix=$(LLAMA_DIR)
+
+test: lint llama
 	$(BIN)/pytest -q
 
-bench: setup
+bench: setup bench-router
 	$(BIN)/python bench/lab_phases.py
+
+bench-router: llama
+	$(BIN)/python bench/router.py
 
 clean:
 	-$(BIN)/sovereign lab down 2>/dev/null
