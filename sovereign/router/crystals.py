@@ -1,0 +1,283 @@
+"""Crystallization: every cloud answer stored, consulted before any tier runs.
+
+Lookup, in order:
+1. **exact**: the conversation's normal form (each message's role and its
+   text NFKC-normalised, case-folded, whitespace collapsed) hashed with
+   SHA-256; any number of turns;
+2. **semantic**: only for single-turn requests (one user message, optional
+   system messages): cosine similarity of the user message's embedding to the
+   crystals of the same domain and the same system prompt, at or above
+   `store.semantic_threshold` (0.92), and the same numbers in both prompts.
+   Multi-turn conversations never match semantically: the answer to "and in
+   French?" depends on turns the embedding does not see.
+
+The serving path is an in-memory index (exact keys and unit-norm float32
+vectors grouped by domain and system prompt), loaded from the store at
+start-up and updated on every write; a hit is confirmed against the store
+(a primary-key read), so a crystal forgotten with `sovereign router crystals
+forget` stops matching at once. With the store down, hits are served from the
+index and the writes go to the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from sovereign.router.config import StoreSettings
+from sovereign.router.embed import Embedder
+from sovereign.router.spool import Spool
+from sovereign.router.store.base import (
+    Crystal,
+    SqlStore,
+    StoreUnavailable,
+    exact_key,
+    is_single_turn,
+    numbers_of,
+    system_key,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Hit(BaseModel):
+    crystal_id: str
+    match: str  # exact | semantic
+    similarity: float
+    answer: str
+    provider: str
+    model: str
+    created_at: float
+    prompt: str
+    embedder: str | None = None
+    served_from: str = "store"  # store | index (store unreachable)
+
+
+@dataclass
+class _Entry:
+    id: str
+    answer: str
+    provider: str
+    model: str
+    created_at: float
+    prompt: str
+    numbers: tuple[str, ...]
+
+
+@dataclass
+class _Block:
+    dim: int
+    vecs: np.ndarray = field(init=False)
+    ids: list[str] = field(default_factory=list)
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        self.vecs = np.zeros((16, self.dim), dtype=np.float32)
+
+    def add(self, ident: str, vec: np.ndarray) -> None:
+        if self.n == len(self.vecs):
+            grown = np.zeros((len(self.vecs) * 2, self.dim), dtype=np.float32)
+            grown[: self.n] = self.vecs[: self.n]
+            self.vecs = grown
+        self.vecs[self.n] = vec
+        self.ids.append(ident)
+        self.n += 1
+
+
+class SemanticIndex:
+    """Exact keys and embeddings of the crystals, in memory."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.blocks: dict[tuple[str, str], _Block] = {}
+        self.entries: dict[str, _Entry] = {}
+        self.exact: dict[str, str] = {}
+        self.removed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, c: Crystal, vec: np.ndarray | None) -> None:
+        with self._lock:
+            self.entries[c.id] = _Entry(c.id, c.answer, c.provider, c.model, c.created_at, c.prompt,
+                                        numbers_of(c.prompt))
+            self.exact[c.exact_key] = c.id
+            self.removed.discard(c.id)
+            if vec is not None and c.single_turn:
+                self.blocks.setdefault((c.domain, c.system_key), _Block(self.dim)).add(c.id, vec)
+
+    def add_vector(self, ident: str, domain: str, sys_key: str, vec: np.ndarray) -> None:
+        with self._lock:
+            self.blocks.setdefault((domain, sys_key), _Block(self.dim)).add(ident, vec)
+
+    def remove(self, ident: str) -> None:
+        with self._lock:
+            self.removed.add(ident)
+            self.entries.pop(ident, None)
+            for k, v in list(self.exact.items()):
+                if v == ident:
+                    del self.exact[k]
+
+    def has_block(self, domain: str, sys_key: str) -> bool:
+        """Whether any crystal could match semantically (else the embedding is skipped)."""
+        block = self.blocks.get((domain, sys_key))
+        return block is not None and block.n > 0
+
+    def find_exact(self, key: str) -> str | None:
+        ident = self.exact.get(key)
+        return ident if ident and ident not in self.removed else None
+
+    def search(self, domain: str, sys_key: str, vec: np.ndarray, threshold: float,
+               numbers: tuple[str, ...], top: int = 5) -> tuple[str, float] | None:
+        block = self.blocks.get((domain, sys_key))
+        if block is None or block.n == 0:
+            return None
+        sims = block.vecs[: block.n] @ vec
+        k = min(top, block.n)
+        best = np.argpartition(-sims, k - 1)[:k]
+        for i in best[np.argsort(-sims[best])]:
+            if sims[i] < threshold:
+                return None
+            ident = block.ids[i]
+            entry = self.entries.get(ident)
+            if ident in self.removed or entry is None:
+                continue
+            if entry.numbers == numbers:
+                return ident, float(sims[i])
+        return None
+
+
+class Crystallizer:
+    def __init__(self, settings: StoreSettings, store: SqlStore | None, embedder: Embedder | None,
+                 spool: Spool) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.spool = spool
+        self.index = SemanticIndex(embedder.dim if embedder else 384)
+        self.loaded = False
+        self._queue: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._batching = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def load_index(self) -> int:
+        """Fill the index from the store (blocking; run in a thread at start-up)."""
+        if self.store is None:
+            return 0
+        t0 = time.perf_counter()
+        rows = self.store._execute(
+            "SELECT id, exact_key, domain, single_turn, system_key, prompt, answer, provider, model, "
+            "created_at, embedding, embedder FROM crystals", fetch="all")
+        name = self.embedder.name if self.embedder else None
+        for r in rows:
+            c = Crystal(id=r[0], exact_key=r[1], domain=r[2], single_turn=bool(r[3]), system_key=r[4],
+                        prompt=r[5], answer=r[6], provider=r[7], model=r[8], created_at=r[9],
+                        messages=[], raw_response={})
+            vec = None
+            if r[10] is not None and r[11] == name and name is not None:
+                vec = np.frombuffer(bytes(r[10]), dtype="<f4")
+                if vec.shape[0] != self.index.dim:
+                    vec = None
+            self.index.add(c, vec)
+        self.loaded = True
+        log.info("crystal index: %d crystal(s) loaded in %.2fs", len(rows), time.perf_counter() - t0)
+        return len(rows)
+
+    async def embed(self, text: str) -> np.ndarray | None:
+        """One text's vector. Concurrent calls are batched: while one forward pass
+        runs in a worker thread, the texts that arrive queue up for the next."""
+        if self.embedder is None:
+            return None
+        fut: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.append((text, fut))
+        if not self._batching:
+            self._batching = True
+            task = asyncio.create_task(self._drain_queue())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await fut
+
+    async def _drain_queue(self) -> None:
+        assert self.embedder is not None
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:32], self._queue[32:]
+                try:
+                    vecs = await asyncio.to_thread(self.embedder.embed, [t for t, _ in batch])
+                except Exception as exc:  # hand the failure to every waiter
+                    for _, f in batch:
+                        if not f.done():
+                            f.set_exception(exc)
+                    continue
+                for (_, f), v in zip(batch, vecs, strict=True):
+                    if not f.done():
+                        f.set_result(v)
+        finally:
+            self._batching = False
+
+    async def lookup(self, messages: list[dict[str, str]], domain: str) -> Hit | None:
+        if self.settings.exact:
+            ident = self.index.find_exact(exact_key(messages))
+            if ident is not None and (hit := await self._confirm(ident, "exact", 1.0)):
+                return hit
+        if (self.settings.semantic and self.embedder is not None and is_single_turn(messages)
+                and self.index.has_block(domain, system_key(messages))):
+            prompt = next(m["content"] for m in messages if m["role"] == "user")
+            vec = await self.embed(prompt)
+            if vec is not None:
+                found = self.index.search(domain, system_key(messages), vec, self.settings.semantic_threshold,
+                                          numbers_of(prompt))
+                if found is not None:
+                    hit = await self._confirm(found[0], "semantic", found[1])
+                    if hit is not None:
+                        hit.embedder = self.embedder.name
+                    return hit
+        return None
+
+    async def _confirm(self, ident: str, match: str, similarity: float) -> Hit | None:
+        entry = self.index.entries.get(ident)
+        if entry is None:
+            return None
+        served = "store"
+        if self.store is not None:
+            try:
+                c = await asyncio.to_thread(self.store.get_crystal, ident)
+            except StoreUnavailable as exc:
+                log.warning("crystal %s: store unreachable (%s); served from the in-memory index", ident,
+                            exc.message)
+                served = "index"
+            else:
+                if c is None:  # forgotten through the CLI
+                    self.index.remove(ident)
+                    return None
+        else:
+            served = "index"
+        return Hit(crystal_id=ident, match=match, similarity=round(similarity, 4), answer=entry.answer,
+                   provider=entry.provider, model=entry.model, created_at=entry.created_at,
+                   prompt=entry.prompt,
+                   served_from=served)
+
+    async def crystallize(self, *, messages: list[dict[str, str]], domain: str, answer: str, provider: str,
+                          model: str, prompt_tokens: int, completion_tokens: int, raw: dict[str, Any],
+                          request_id: str) -> Crystal:
+        single = is_single_turn(messages)
+        prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        vec = await self.embed(prompt) if single else None
+        c = Crystal(id=uuid.uuid4().hex, created_at=time.time(), exact_key=exact_key(messages), domain=domain,
+                    single_turn=single, system_key=system_key(messages), prompt=prompt, messages=messages,
+                    answer=answer, provider=provider, model=model, prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens, raw_response=raw,
+                    embedding=vec.astype("<f4").tobytes() if vec is not None else None,
+                    embedder=self.embedder.name if (self.embedder and vec is not None) else None,
+                    request_id=request_id)
+        self.index.add(c, vec)
+        return c

@@ -1,0 +1,155 @@
+"""The egress gate: the only way to a cloud tier, and every decision audited.
+
+In order, a call is denied by:
+1. the kill switch (`egress.kill_switch: true`, or the file
+   `egress.kill_switch_file`, default `<state>/egress.off`, existing: touch it
+   to stop all egress at once, without a restart);
+2. a provider not in `egress.allow_providers`;
+3. a request whose domain is in `egress.never_leave_domains`;
+4. the daily budget (UTC day): calls, tokens (estimated before the call as
+   prompt characters / 4 + max_tokens, settled with the provider's usage
+   after it), and cost in USD when `daily_budget.cost_usd` is set.
+Otherwise it is allowed and its share of the budget reserved at once, so
+concurrent requests cannot overrun it together.
+
+Every decision, allowed or denied, becomes an `AuditEntry` (time, request,
+provider, domain, decision, reason, tokens, cost), written to the store (or
+the spool) and logged. This is the router's own policy; on the real cluster
+the DPU's OVS rules and the hosts' nftables enforce egress underneath it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from sovereign.router.config import EgressSettings, ProviderSettings
+from sovereign.router.store.base import AuditEntry
+
+log = logging.getLogger(__name__)
+
+
+class Budget(BaseModel):
+    day: str
+    calls: int
+    tokens: int
+    cost_usd: float
+    calls_limit: int
+    tokens_limit: int
+    cost_limit_usd: float | None
+
+
+class EgressDecision(BaseModel):
+    allowed: bool
+    provider: str
+    domain: str
+    reason: str
+    uid: str
+    request_id: str | None
+    estimated_tokens: int = 0
+    estimated_cost_usd: float = 0.0
+
+
+def _today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def day_start(day: str | None = None) -> float:
+    d = dt.date.fromisoformat(day or _today())
+    return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC).timestamp()
+
+
+def cost_of(provider: ProviderSettings | None, prompt_tokens: int, completion_tokens: int) -> float:
+    if provider is None:
+        return 0.0
+    return (prompt_tokens * provider.cost_per_1k_prompt_usd
+            + completion_tokens * provider.cost_per_1k_completion_usd) / 1000.0
+
+
+class EgressGate:
+    def __init__(self, settings: EgressSettings, kill_file: Path,
+                 usage_today: tuple[int, int, float] = (0, 0, 0.0)) -> None:
+        self.settings = settings
+        self.kill_file = kill_file
+        self._lock = threading.Lock()
+        self._day = _today()
+        self._calls, self._tokens, self._cost = usage_today
+
+    def _roll(self) -> None:
+        today = _today()
+        if today != self._day:
+            self._day, self._calls, self._tokens, self._cost = today, 0, 0, 0.0
+
+    def killed(self) -> str | None:
+        if self.settings.kill_switch:
+            return "kill switch on (egress.kill_switch)"
+        if self.kill_file.exists():
+            return f"kill switch on (file {self.kill_file} exists)"
+        return None
+
+    def budget(self) -> Budget:
+        b = self.settings.daily_budget
+        with self._lock:
+            self._roll()
+            return Budget(day=self._day, calls=self._calls, tokens=self._tokens, cost_usd=round(self._cost,
+                                                                                                6),
+                          calls_limit=b.calls, tokens_limit=b.tokens, cost_limit_usd=b.cost_usd)
+
+    def check(self, provider: ProviderSettings, domain: str, est_tokens: int,
+              request_id: str | None) -> EgressDecision:
+        s, b = self.settings, self.settings.daily_budget
+        est_cost = cost_of(provider, est_tokens, 0)
+        allowed, reason = False, ""
+        with self._lock:
+            self._roll()
+            if (why := self.killed()) is not None:
+                reason = why
+            elif provider.name not in s.allow_providers:
+                reason = f"provider {provider.name!r} is not in egress.allow_providers {s.allow_providers}"
+            elif domain in s.never_leave_domains:
+                reason = f"domain {domain!r} never leaves the cluster (egress.never_leave_domains)"
+            elif self._calls + 1 > b.calls:
+                reason = f"daily call budget spent ({self._calls}/{b.calls} on {self._day} UTC)"
+            elif self._tokens + est_tokens > b.tokens:
+                reason = (f"daily token budget would be exceeded ({self._tokens} used + ~{est_tokens} "
+                          f"> {b.tokens} on {self._day} UTC)")
+            elif b.cost_usd is not None and self._cost + est_cost > b.cost_usd:
+                reason = (f"daily cost budget would be exceeded "
+                          f"(${self._cost:.4f} + ${est_cost:.4f} > ${b.cost_usd})")
+            else:
+                allowed = True
+                self._calls += 1
+                self._tokens += est_tokens
+                self._cost += est_cost
+                reason = (f"allowed: provider {provider.name!r} allow-listed, domain {domain!r} may leave, "
+                          f"budget {self._calls}/{b.calls} calls, {self._tokens}/{b.tokens} tokens")
+        decision = EgressDecision(allowed=allowed, provider=provider.name, domain=domain, reason=reason,
+                                  uid=uuid.uuid4().hex, request_id=request_id, estimated_tokens=est_tokens,
+                                  estimated_cost_usd=est_cost)
+        log.info("egress %s: request %s provider=%s domain=%s: %s", "ALLOW" if allowed else "DENY",
+                 request_id, provider.name, domain, reason)
+        return decision
+
+    def settle(self, decision: EgressDecision, tokens: int, cost: float) -> None:
+        """Replace the reservation with the provider's reported usage."""
+        if not decision.allowed:
+            return
+        with self._lock:
+            if self._day == _today():
+                self._tokens += tokens - decision.estimated_tokens
+                self._cost += cost - decision.estimated_cost_usd
+
+    @staticmethod
+    def audit_entry(decision: EgressDecision, tokens: int = 0, cost: float = 0.0,
+                    outcome: str | None = None) -> AuditEntry:
+        reason = decision.reason if outcome is None else f"{decision.reason}; {outcome}"
+        return AuditEntry(uid=decision.uid, at=time.time(), request_id=decision.request_id,
+                          provider=decision.provider, domain=decision.domain,
+                          decision="allow" if decision.allowed else "deny", reason=reason,
+                          tokens=tokens, cost_usd=cost)

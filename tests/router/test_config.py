@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from router_helpers import LAB
+
+from sovereign.router.config import RouterConfigError, load_settings
+
+PROD = LAB.parent / "production"
+
+
+def test_lab_inventory_gives_the_ladder() -> None:
+    s = load_settings(LAB)
+    assert [(t.name, t.kind, t.threshold) for t in s.tiers] == [
+        ("system-1", "local", 0.85), ("system-2", "local", 0.85), ("cloud", "cloud", 0.0)]
+    assert s.tiers[0].model == "smollm2-135m" and s.tiers[0].scorer == "logprob"
+    assert s.tiers[2].provider == "cloud-standin" and s.tiers[2].scorer == "accept"
+    assert s.providers["cloud-standin"].simulated
+    assert s.egress.never_leave_domains == ["financial"] and s.egress.daily_budget.calls == 50
+    assert any("inventory" in src for src in s.source)
+
+
+def test_a_model_without_port_leaves_the_tier_unconfigured_with_the_fix() -> None:
+    s = load_settings(LAB)
+    assert s.tiers[0].endpoint is None
+    why = s.tiers[0].unconfigured or ""
+    assert "no `port`" in why and "sovereign_models" in why
+
+
+def test_production_names_known_providers() -> None:
+    s = load_settings(PROD)
+    assert s.providers["anthropic"].base_url == "https://api.anthropic.com/v1"
+    assert s.providers["anthropic"].api_key_env == "ANTHROPIC_API_KEY"
+    assert [t.name for t in s.tiers] == ["system-1", "system-1.5", "system-2", "cloud"]
+
+
+def test_file_overrides_one_field_of_one_tier(tmp_path: Path) -> None:
+    f = tmp_path / "r.yml"
+    f.write_text(yaml.safe_dump({"tiers": [{"name": "system-2", "endpoint": "http://127.0.0.1:1234",
+                                            "api": "completion", "threshold": 0.6}],
+                                 "listen": {"port": 9000}}))
+    s = load_settings(LAB, f)
+    t2 = s.tiers[1]
+    assert (t2.endpoint, t2.api, t2.threshold, t2.model, t2.unconfigured) == (
+        "http://127.0.0.1:1234", "completion", 0.6, "gemma-3-270m", None)
+    assert s.tiers[0].unconfigured  # untouched
+    assert s.listen.port == 9000
+
+
+def test_environment_beats_file_beats_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "r.yml"
+    f.write_text(yaml.safe_dump({"listen": {"port": 9000, "host": "127.0.0.2"},
+                                 "egress": {"daily_budget": {"calls": 7}}}))
+    monkeypatch.setenv("SOVEREIGN_ROUTER_LISTEN__PORT", "9100")
+    monkeypatch.setenv("SOVEREIGN_ROUTER_EGRESS__KILL_SWITCH", "true")
+    monkeypatch.setenv("SOVEREIGN_ROUTER_STORE__DSN", "postgresql://router:hunter2-secret@127.0.0.1/x")
+    s = load_settings(LAB, f)
+    assert s.listen.port == 9100 and s.listen.host == "127.0.0.2"
+    assert s.egress.kill_switch is True
+    assert s.egress.daily_budget.calls == 7 and s.egress.never_leave_domains == ["financial"]
+    assert "hunter2-secret" not in str(s.public_dump()) and "hunter2-secret" not in repr(s)
+
+
+def test_invalid_settings_name_the_key(tmp_path: Path) -> None:
+    f = tmp_path / "r.yml"
+    f.write_text(yaml.safe_dump({"tiers": [{"name": "system-1", "threshold": 1.5}],
+                                 "store": {"backend": "postgres"},
+                                 "bogus": 1}))
+    with pytest.raises(RouterConfigError) as exc:
+        load_settings(LAB, f)
+    text = "\n".join(exc.value.details)
+    assert "tiers.0.threshold" in text and "bogus" in text and "dsn" in text
+    assert exc.value.exit_code == 3
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(RouterConfigError, match="cannot read"):
+        load_settings(LAB, tmp_path / "missing.yml")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("tiers: [\n")
+    with pytest.raises(RouterConfigError, match="not valid YAML"):
+        load_settings(LAB, bad)
+
+
+def test_verifier_must_be_a_tier(tmp_path: Path) -> None:
+    f = tmp_path / "r.yml"
+    f.write_text(yaml.safe_dump({"tiers": [{"name": "system-1", "scorer": "verify", "verifier": "nope"}]}))
+    with pytest.raises(RouterConfigError, match="not valid"):
+        load_settings(LAB, f)
+    f.write_text(yaml.safe_dump({"tiers": [{"name": "system-1", "scorer": "verify"}]}))
+    assert load_settings(LAB, f).tiers[0].verifier == "system-1"  # verifies itself by default
