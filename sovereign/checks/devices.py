@@ -6,6 +6,7 @@ from __future__ import annotations
 from sovereign.checks.model import CheckResult, Expectations, Status
 from sovereign.checks.registry import check, skip
 from sovereign.hw.facts import Facts
+from sovereign.hw.parsers.llama_bench import BenchRow
 
 # ROCm 7.2 is the first series that works on gfx1151 (earlier ones segfault in hipMalloc).
 ROCM_MIN_GFX1151 = (7, 2)
@@ -102,6 +103,8 @@ def bench_tokens(facts: Facts, expect: Expectations) -> CheckResult:
     gen = [r for r in bench.rows if r.test.startswith("tg")]
     if not gen:
         return skip(check_id, "no generation (tg) row in the llama-bench output")
+    if any(r.label for r in gen):
+        return _bench_per_model(gen, expect)
     best = max(gen, key=lambda r: r.tokens_per_s)
     msg = f"{best.model} {best.test}: {best.tokens_per_s:.1f} tok/s ({best.backend or '?'})"
     if expect.bench_min_tps is None:
@@ -112,3 +115,27 @@ def bench_tokens(facts: Facts, expect: Expectations) -> CheckResult:
     return CheckResult(id=check_id, status=Status.FAIL, message=f"{msg} < {expect.bench_min_tps:g}",
                        hint="check the GPU pool (GTT-SIZE), -ngl, and that nothing else holds the "
                             "memory bandwidth")
+
+
+def _bench_per_model(gen: list[BenchRow], expect: Expectations) -> CheckResult:
+    """One llama-bench table per model (`sovereign bench`), each judged
+    against that model's own floor (min_tps in the inventory)."""
+    check_id = "BENCH-TOKENS"
+    best: dict[str, float] = {}
+    for row in gen:
+        if row.label:
+            best[row.label] = max(best.get(row.label, 0.0), row.tokens_per_s)
+    judged = {name: tps for name, tps in best.items() if name in expect.model_min_tps}
+    summary = ", ".join(f"{name} {tps:.1f} tok/s" for name, tps in sorted(best.items()))
+    if not judged:
+        return skip(check_id, f"{summary}; no min_tps in the inventory for these models")
+    slow = [f"{name} {tps:.1f} < {expect.model_min_tps[name]:g}"
+            for name, tps in sorted(judged.items()) if tps < expect.model_min_tps[name]]
+    if slow:
+        return CheckResult(id=check_id, status=Status.FAIL,
+                           message="below the inventory's min_tps: " + "; ".join(slow),
+                           hint="check the GPU pool (GTT-SIZE), -ngl, the threads, and that nothing else "
+                                "holds the memory bandwidth; `sovereign bench` shows the roofline")
+    floors = ", ".join(f"{name} {tps:.1f} ≥ {expect.model_min_tps[name]:g}"
+                       for name, tps in sorted(judged.items()))
+    return CheckResult(id=check_id, status=Status.PASS, message=f"tg tokens/s: {floors}")

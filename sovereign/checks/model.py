@@ -58,18 +58,28 @@ class Expectations(BaseModel):
     dpu_mode: str | None = "dpu"
     # The slowest generation speed (tokens/s) the node's models may bench at.
     bench_min_tps: float | None = None
+    # Per model whose server this node heads: the inventory's min_tps.
+    model_min_tps: dict[str, float] = {}
+    # Models whose llama-server this node runs (it heads their placement).
+    served_models: list[str] = []
+    # Per model split over RPC with this node as head: the workers' fabric addresses.
+    split_workers: dict[str, list[str]] = {}
 
     @property
     def pages_limit(self) -> int:
         return self.gpu_pool_gib * PAGES_PER_GIB
 
     @classmethod
-    def from_host(cls, host: Host) -> Expectations:
+    def from_host(cls, host: Host, fabric_addresses: dict[str, str] | None = None) -> Expectations:
+        """`fabric_addresses` (host → fabric address of every node) names the
+        workers of the models this host splits; Inventory.fabric_addresses()."""
         node = host.node
         if node is None:
             return cls(host=host.name)
         hw = node.sovereign_hardware
         v = host.vars
+        headed = [m for m in node.sovereign_models if m.enabled and m.placement[0] == host.name]
+        fabric = fabric_addresses or {}
         return cls(
             host=host.name,
             cpu_model=hw.cpu_model,
@@ -90,4 +100,8 @@ class Expectations(BaseModel):
             fabric_mtu=node.sovereign_fabric.mtu,
             claimed_speed_gbps=float(node.sovereign_fabric.claimed_speed_gbps),
             dpu_mode=node.sovereign_dpu.mode if node.sovereign_dpu else None,
+            model_min_tps={m.name: float(m.min_tps) for m in headed if m.min_tps is not None},
+            served_models=[m.name for m in headed],
+            split_workers={m.name: [fabric[w] for w in m.placement[1:] if w in fabric]
+                           for m in headed if len(m.placement) > 1},
         )

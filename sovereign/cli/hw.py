@@ -76,7 +76,7 @@ def check(
         name = host or facts.host
         if name not in inv.hosts:
             raise SovereignError(f"{name!r} is not a host of {inv.path}", hint="pass --host NAME")
-        expect = Expectations.from_host(inv.hosts[name])
+        expect = Expectations.from_host(inv.hosts[name], inv.fabric_addresses())
     if phase is not None:
         p = get_phase(phase)
         ids = list(dict.fromkeys(p.preflight + p.verify))

@@ -41,7 +41,32 @@ CREATE TABLE IF NOT EXISTS records (
     message TEXT
 );
 CREATE INDEX IF NOT EXISTS records_host_phase ON records (cluster, host, phase, id);
+CREATE TABLE IF NOT EXISTS benchmarks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    host TEXT NOT NULL,
+    model TEXT NOT NULL,
+    at REAL NOT NULL,
+    prompt_tps REAL,
+    gen_tps REAL,
+    gen_stddev REAL,
+    bandwidth_gbps REAL NOT NULL,
+    bandwidth_source TEXT NOT NULL,
+    roofline_tps REAL NOT NULL,
+    min_tps REAL,
+    backend TEXT,
+    build TEXT
+);
 """
+
+BENCH_COLUMNS = ("prompt_tps", "gen_tps", "gen_stddev", "bandwidth_gbps", "bandwidth_source",
+                 "roofline_tps", "min_tps", "backend", "build")
+_INSERT_BENCHMARK = (
+    "INSERT INTO benchmarks (run_id, cluster, host, model, at, prompt_tps, gen_tps, gen_stddev,"
+    " bandwidth_gbps, bandwidth_source, roofline_tps, min_tps, backend, build)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 
 # Columns added after the first schema: name → the statement that adds it.
 MIGRATIONS = {
@@ -179,6 +204,20 @@ class Ledger:
                               " LIMIT ?", (cluster, host, limit))
         return self._rows("SELECT * FROM records WHERE cluster=? ORDER BY id DESC LIMIT ?",
                           (cluster, limit))
+
+    def add_benchmark(self, *, run_id: str, cluster: str, host: str, model: str,
+                      **figures: Any) -> None:
+        """One llama-bench result (`sovereign bench`); extra keys are ignored."""
+        values = [figures.get(c) for c in BENCH_COLUMNS]
+        with closing(self._connect()) as db, db:
+            db.execute(_INSERT_BENCHMARK, (run_id, cluster, host, model, time.time(), *values))
+
+    def benchmarks(self, cluster: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent benchmark results, newest first."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT * FROM benchmarks WHERE cluster=? ORDER BY id DESC LIMIT ?",
+                              (cluster, limit)).fetchall()
+        return [dict(r) for r in rows]
 
     def is_done(self, cluster: str, host: str, phase: int, fingerprint: str) -> bool:
         last = self.latest(cluster, host, phase)

@@ -15,6 +15,8 @@ class Phase:
     playbook: str | None = None
     preflight: tuple[str, ...] = ()
     verify: tuple[str, ...] = ()
+    # The phase deploys the model roster: `provision` refuses a plan that does not fit.
+    deploys_models: bool = False
 
     @property
     def built(self) -> bool:
@@ -41,8 +43,10 @@ PHASES: dict[int, Phase] = {
         # Not built yet; their checks already judge bundles (`hw check --phase N`).
         Phase(3, "vfio-vm", "VFIO and the Windows VM",
               preflight=("IOMMU-ENABLED",), verify=("VFIO-BOUND",)),
-        Phase(4, "inference", "llama.cpp and the model servers",
-              preflight=("ROCM-GFX1151", "GTT-SIZE"), verify=("BENCH-TOKENS",)),
+        Phase(4, "inference", "llama.cpp, the model store, the model servers and the RPC split",
+              preflight=("OS-SUPPORTED", "ROCM-GFX1151", "GTT-SIZE"),
+              verify=("MODEL-SERVERS", "RPC-SPLIT", "BENCH-TOKENS"),
+              deploys_models=True),
         Phase(5, "rdma", "RDMA, DPUs and the llama.cpp RPC split",
               verify=("RDMA-LINK-ACTIVE", "RDMA-MTU", "ROCE-V2-GID", "LINK-SPEED", "DPU-MODE")),
         Phase(6, "data-agents", "Postgres, Qdrant and the agent services"),

@@ -25,6 +25,7 @@ from sovereign.hw.bundle import Bundle
 from sovereign.hw.facts import Facts
 from sovereign.inventory import Inventory, load_inventory
 from sovereign.paths import project_root, state_dir
+from sovereign.planner import assert_plan_fits
 
 
 class Reporter(Protocol):
@@ -77,17 +78,30 @@ def git_commit() -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
+def _playbook_files(root: Path, playbook: Path, seen: set[Path] | None = None) -> list[Path]:
+    """A playbook, the playbooks it imports and every file of the roles its plays name."""
+    seen = set() if seen is None else seen
+    if playbook in seen:
+        return []
+    seen.add(playbook)
+    files = [playbook]
+    for play in yaml.safe_load(playbook.read_text()) or []:
+        play = play or {}
+        if "ansible.builtin.import_playbook" in play or "import_playbook" in play:
+            imported = play.get("ansible.builtin.import_playbook") or play.get("import_playbook")
+            files += _playbook_files(root, (playbook.parent / str(imported)).resolve(), seen)
+        for entry in play.get("roles") or []:
+            role = entry if isinstance(entry, str) else entry.get("role") or entry.get("name")
+            role_dir = root / "roles" / str(role).split(".")[-1]
+            files += [f for f in sorted(role_dir.rglob("*")) if f.is_file()]
+    return files
+
+
 def fingerprint(p: Phase, inventory: Path) -> str:
     """What a phase's outcome depends on: its playbook, its roles, the inventory."""
     root = project_root()
     digest = hashlib.sha256()
-    playbook = root / "playbooks" / str(p.playbook)
-    files = [(root, playbook)]
-    for play in yaml.safe_load(playbook.read_text()) or []:
-        for entry in (play or {}).get("roles") or []:
-            role = entry if isinstance(entry, str) else entry.get("role") or entry.get("name")
-            role_dir = root / "roles" / str(role).split(".")[-1]
-            files += [(root, f) for f in sorted(role_dir.rglob("*")) if f.is_file()]
+    files = [(root, f) for f in _playbook_files(root, root / "playbooks" / str(p.playbook))]
     inv = Path(inventory)
     files += [(inv, f) for f in sorted(inv.rglob("*")) if f.is_file()]
     for base, f in files:
@@ -98,7 +112,7 @@ def fingerprint(p: Phase, inventory: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _failures(outcome: PlaybookOutcome) -> list[str]:
+def playbook_failures(outcome: PlaybookOutcome) -> list[str]:
     found = [f"{h}: {f}" for h, t in outcome.hosts.items() for f in t.failures]
     return found or outcome.tail()
 
@@ -107,7 +121,7 @@ def ledger() -> Ledger:
     return Ledger(state_dir() / "ledger.sqlite")
 
 
-def _unreachable(inv: Inventory, tallies: dict[str, HostTally]) -> None:
+def raise_if_unreachable(inv: Inventory, tallies: dict[str, HostTally]) -> None:
     down = {h: t for h, t in tallies.items() if t.unreachable}
     if not down:
         return
@@ -128,11 +142,11 @@ def collect(inv: Inventory, hosts: list[str], run_dir: Path, ident: str,
                            extravars={"sovereign_bundle_dir": str(bundle_dir)},
                            progress=reporter.task)
     reporter.stage_done(p, f"{ident}: collect")
-    _unreachable(inv, outcome.hosts)
+    raise_if_unreachable(inv, outcome.hosts)
     if not outcome.ok:
         raise PlaybookFailed("collecting hardware facts failed",
                              hint=f"run artifacts: {outcome.artifacts}",
-                             details=_failures(outcome))
+                             details=playbook_failures(outcome))
     return {h: Facts(Bundle.load(bundle_dir / f"{h}.tar.gz")) for h in hosts}
 
 
@@ -140,7 +154,8 @@ def judge(inv: Inventory, p: Phase, stage: str, facts: dict[str, Facts], ids: tu
           ignore: set[str], reporter: Reporter) -> dict[str, list[CheckResult]]:
     out = {}
     for host, host_facts in facts.items():
-        results = run_checks(host_facts, Expectations.from_host(inv.hosts[host]), ids, ignore)
+        expect = Expectations.from_host(inv.hosts[host], inv.fabric_addresses())
+        results = run_checks(host_facts, expect, ids, ignore)
         reporter.checks(p, stage, host, results)
         out[host] = results
     return out
@@ -161,6 +176,9 @@ def provision(inventory: Path | str, numbers: list[int], *, limit: str | None = 
     hosts = inv.nodes(limit)
     if not hosts:
         raise SovereignError(f"no node matches --limit {limit!r}")
+    if any(PHASES[n].deploys_models for n in numbers):
+        # Exit 10 with every model that does not fit, before anything runs.
+        assert_plan_fits(inv)
     book = ledger()
     run_id = new_run_id()
     run_dir = state_dir() / "runs" / run_id
@@ -233,11 +251,11 @@ def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, check:
                         skipped_steps=t.skipped_steps, checks=_dump(pre[h]),
                         artifacts=str(outcome.artifacts),
                         message="; ".join(t.failures) or "failed on another host")
-        _unreachable(inv, outcome.hosts)
+        raise_if_unreachable(inv, outcome.hosts)
         raise PlaybookFailed(
             f"{p.name}: the playbook failed",
             hint=f"run artifacts: {outcome.artifacts}",
-            details=_failures(outcome),
+            details=playbook_failures(outcome),
         )
 
     if check:

@@ -56,6 +56,11 @@ class Inventory(BaseModel):
     def simulated(self) -> bool:
         return any(h.node and h.node.sovereign_simulated_hardware for h in self.hosts.values())
 
+    def fabric_addresses(self) -> dict[str, str]:
+        """Node name → its address on the fabric link."""
+        return {n: str(h.node.sovereign_fabric_address) for n, h in self.hosts.items()
+                if h.node is not None}
+
     def nodes(self, limit: str | None = None) -> list[str]:
         """Node names in inventory order, restricted by a `--limit` expression
         (comma-separated host or group names)."""

@@ -46,6 +46,8 @@ class Case:
 
 
 MEM_125 = {"proc-meminfo.txt": h.meminfo(125.1)}
+# The head of Gemma 3 270M split over RPC; in the capture the worker's server is 127.0.0.2.
+SPLIT = Expectations(served_models=["gemma-3-270m"], split_workers={"gemma-3-270m": ["127.0.0.2"]})
 EGPU = Expectations(vfio_pci_ids=["10de:2d04", "10DE:22EB"])
 GRUB_OK = {"etc-default-grub.txt": h.grub()}
 
@@ -210,6 +212,22 @@ CASES = [
          "GTT-SIZE", expect=Expectations(bench_min_tps=40)),
     Case("BENCH-TOKENS", {"llama-bench.txt": h.LLAMA_BENCH}, Status.SKIP,
          "no minimum set for this node", label="no-floor"),
+    # -- inference: the server units and the RPC split (a real two-server lab log) ----------------
+    Case("MODEL-SERVERS", {"llama-server.log": h.LLAMA_SERVER_SPLIT}, Status.PASS,
+         "active: sovereign-llm-gemma-3-270m.service", expect=SPLIT),
+    Case("MODEL-SERVERS", {"llama-server.log": h.LLAMA_SERVER_SPLIT.replace(".service active",
+                                                                           ".service failed")},
+         Status.FAIL, "not active: gemma-3-270m (failed)", "journalctl", expect=SPLIT),
+    Case("MODEL-SERVERS", {"llama-server.log": h.LLAMA_SERVER_SPLIT}, Status.FAIL,
+         "no unit for smollm2-135m", expect=SPLIT.model_copy(update={"served_models": ["smollm2-135m"]}),
+         label="missing"),
+    Case("MODEL-SERVERS", {"llama-server.log": h.LLAMA_SERVER_SPLIT}, Status.SKIP,
+         "no model is placed with this node as its head", label="none"),
+    Case("RPC-SPLIT", {"llama-server.log": h.LLAMA_SERVER_SPLIT}, Status.PASS,
+         "gemma-3-270m: 127.0.0.2:50099 199.3 MiB", expect=SPLIT),
+    Case("RPC-SPLIT", {"llama-server.log": h.LLAMA_SERVER_SPLIT}, Status.FAIL,
+         "gemma-3-270m: no model buffer on 10.213.78.12", "--rpc",
+         expect=SPLIT.model_copy(update={"split_workers": {"gemma-3-270m": ["10.213.78.12"]}})),
     # -- the fabric ------------------------------------------------------------------------------
     Case("RDMA-LINK-ACTIVE", {"rdma-link.txt": h.RDMA_LINK_UP}, Status.PASS,
          "active: mlx5_0/1, mlx5_1/1"),
@@ -287,7 +305,8 @@ def test_every_check_skips_a_missing_source_with_the_manifests_reason(
                 "files": {name: h.missing(f"{name} not found on the node")
                           for name, *_ in SOURCES}}
     # Expectations that want every optional device, so that only the capture is missing.
-    want_all = Expectations(vfio_pci_ids=["10de:2d04"], bench_min_tps=10, dpu_mode="dpu")
+    want_all = Expectations(vfio_pci_ids=["10de:2d04"], bench_min_tps=10, dpu_mode="dpu",
+                            served_models=["m"], split_workers={"m": ["10.0.0.2"]})
     result = judge(make_bundle, check_id, {}, want_all, manifest=manifest)
     assert result.status is Status.SKIP
     assert result.message.startswith("source not collected (")

@@ -10,6 +10,7 @@ import pytest
 from sovereign.checks import Expectations, Status, run_checks
 from sovereign.hw.bundle import Bundle
 from sovereign.hw.facts import Facts
+from sovereign.hw.parsers.llama_bench import parse as parse_llama_bench
 
 FIXTURES = Path(__file__).resolve().parents[1] / "hw" / "fixtures"
 
@@ -134,3 +135,25 @@ def test_bench_tokens_against_the_floor(make_bundle):
     fails = run_checks(facts, Expectations(bench_min_tps=best + 1), ["BENCH-TOKENS"])[0]
     unset = run_checks(facts, Expectations(), ["BENCH-TOKENS"])[0]
     assert (passes.status, fails.status, unset.status) == (Status.PASS, Status.FAIL, Status.SKIP)
+
+
+def _labelled(tables: dict[str, str]) -> str:
+    """The file `sovereign bench` writes: one llama-bench table per model."""
+    return "".join(f"# sovereign-model: {name}\n{table}\n" for name, table in tables.items())
+
+
+def test_bench_tokens_judges_each_model_against_its_own_floor(make_bundle):
+    text = _labelled({"fast-model": BENCH, "slow-model": BENCH})
+    rows = parse_llama_bench(text).rows
+    assert {r.label for r in rows} == {"fast-model", "slow-model"}
+    best = max(r.tokens_per_s for r in rows if r.test.startswith("tg"))
+    facts = Facts(Bundle.load(make_bundle({"llama-bench.txt": text})))
+
+    def judged(floors: dict[str, float]) -> object:
+        return run_checks(facts, Expectations(model_min_tps=floors), ["BENCH-TOKENS"])[0]
+
+    ok = judged({"fast-model": best - 1, "slow-model": best - 1})
+    assert ok.status is Status.PASS and "fast-model" in ok.message and "slow-model" in ok.message
+    bad = judged({"fast-model": best - 1, "slow-model": best + 1})
+    assert bad.status is Status.FAIL and "slow-model" in bad.message and "fast-model" not in bad.message
+    assert judged({"other": 1.0}).status is Status.SKIP

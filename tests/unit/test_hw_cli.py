@@ -134,9 +134,10 @@ def test_json_shape(runner: CliRunner, good: Path) -> None:
     for c in data["checks"]:
         assert set(c) == {"id", "status", "message", "hint", "ignored", "simulated"}
     by_status = {c["id"]: c["status"] for c in data["checks"]}
-    assert {i for i, st in by_status.items() if st != "pass"} == {
-        "VFIO-BOUND", "BENCH-TOKENS", "ROCE-V2-GID"}
-    assert {by_status[i] for i in ("VFIO-BOUND", "BENCH-TOKENS", "ROCE-V2-GID")} == {"skip"}
+    # Production defaults with no inventory: no vfio ids, bench floor or model placement.
+    not_judged = {"VFIO-BOUND", "BENCH-TOKENS", "ROCE-V2-GID", "MODEL-SERVERS", "RPC-SPLIT"}
+    assert {i for i, st in by_status.items() if st != "pass"} == not_judged
+    assert {by_status[i] for i in not_judged} == {"skip"}
 
 
 def test_json_of_a_failure(runner: CliRunner, low_memory: Path) -> None:
@@ -226,7 +227,8 @@ def test_checks_lists_every_id(runner: CliRunner) -> None:
     by_id = {r["id"]: r for r in rows}
     assert set(by_id["MEM-TOTAL"]) == {"id", "title", "preflight", "verify"}
     assert (by_id["MEM-TOTAL"]["preflight"], by_id["MEM-TOTAL"]["verify"]) == ([2], [1])
-    assert (by_id["OS-SUPPORTED"]["preflight"], by_id["OS-SUPPORTED"]["verify"]) == ([1, 2], [])
+    assert (by_id["OS-SUPPORTED"]["preflight"], by_id["OS-SUPPORTED"]["verify"]) == ([1, 2, 4], [])
+    assert (by_id["RPC-SPLIT"]["preflight"], by_id["RPC-SPLIT"]["verify"]) == ([], [4])
     assert (by_id["ROCM-KFD"]["preflight"], by_id["ROCM-KFD"]["verify"]) == ([], [2])
     assert by_id["GTT-SIZE"]["title"] == REGISTRY["GTT-SIZE"].title
 

@@ -14,6 +14,8 @@ _SEPARATOR_CELL_RE = re.compile(r"^:?-+:?$")
 _TS_RE = re.compile(r"^([\d.]+)(?:\s*(?:±|\+/-|\+-)\s*([\d.]+))?$")
 _PARAMS_RE = re.compile(r"^([\d.]+)\s*([KMBT]?)$")
 _PARAM_SCALE = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+# `sovereign bench` writes one table per model, each after a line naming it.
+_LABEL_RE = re.compile(r"^#\s*sovereign-model:\s*(\S+)")
 _KNOWN_COLUMNS = {"model", "size", "params", "backend", "ngl", "threads", "fa", "test", "t/s"}
 
 
@@ -29,6 +31,8 @@ class BenchRow(BaseModel):
     tokens_per_s: float
     stddev: float | None = None
     extra: dict[str, str] = {}
+    # The inventory's name of the model, from a `# sovereign-model: NAME` line.
+    label: str | None = None
 
 
 class LlamaBench(ParseResult):
@@ -52,7 +56,8 @@ def _params(text: str) -> int | None:
     return round(float(m.group(1)) * _PARAM_SCALE[m.group(2)])
 
 
-def _row(header: list[str], cells: list[str], number: int, result: LlamaBench) -> None:
+def _row(header: list[str], cells: list[str], number: int, result: LlamaBench,
+         label: str | None = None) -> None:
     values = dict(zip(header, cells, strict=False))
     if len(cells) != len(header):
         result.problems.append(f"line {number}: {len(cells)} cells for {len(header)} columns")
@@ -73,6 +78,7 @@ def _row(header: list[str], cells: list[str], number: int, result: LlamaBench) -
         tokens_per_s=float(ts.group(1)),
         stddev=try_float(ts.group(2)),
         extra={k: v for k, v in values.items() if k not in _KNOWN_COLUMNS},
+        label=label,
     ))
 
 
@@ -82,9 +88,13 @@ def parse(text: str) -> LlamaBench:
     ggml = GgmlDevices()
     backend: list[str] = []
     header: list[str] | None = None
+    label: str | None = None
     for number, line in enumerate(clean_lines(text), start=1):
         stripped = line.strip()
         if not stripped:
+            continue
+        if m := _LABEL_RE.match(stripped):
+            label, header = m.group(1), None
             continue
         if m := _BUILD_RE.match(stripped):
             result.build, result.build_commit = f"{m.group(1)} ({m.group(2)})", m.group(1)
@@ -100,7 +110,7 @@ def parse(text: str) -> LlamaBench:
             if header is None:
                 result.problems.append(f"line {number}: table row before any header")
                 continue
-            _row(header, cells, number, result)
+            _row(header, cells, number, result, label)
             continue
         read_device_line(line, ggml, backend)
     result.device_details = ggml.devices
