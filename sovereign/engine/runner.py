@@ -54,7 +54,14 @@ ProgressFn = Callable[[str, HostTally], None]
 
 
 def _message(res: dict[str, Any]) -> str:
-    for key in ("msg", "stderr", "reason", "module_stderr"):
+    # A loop: the first failed item says more than "One or more items failed".
+    for item in res.get("results") or []:
+        if isinstance(item, dict) and item.get("failed"):
+            label = item.get("_ansible_item_label", item.get("item"))
+            return f"{label}: {_message(item)}" if isinstance(label, str) else _message(item)
+    # A failed command: its own words, not Ansible's "non-zero return code".
+    keys = ("stderr", "msg") if res.get("rc") and res.get("stderr") else ("msg", "stderr")
+    for key in (*keys, "reason", "module_stderr"):
         value = res.get(key)
         if value:
             text = value if isinstance(value, str) else str(value)
