@@ -50,7 +50,7 @@ lab-down: setup
 	$(BIN)/sovereign lab down
 
 lint: setup
-	$(BIN)/ruff check sovereign tests
+	$(BIN)/ruff check sovereign tests molecule bench
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint
 	@for pb in playbooks/*.yml; do \

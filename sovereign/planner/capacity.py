@@ -109,6 +109,20 @@ def tensor_split_arg(ratios: list[float]) -> str:
     return ",".join(f"{r:.2f}" for r in [*head, max(0.0, round(1 - sum(head), 2))])
 
 
+def llama_server_split(model: ModelPlan) -> tuple[list[str], str] | None:
+    """A layer split as llama-server takes it: the nodes in device order and the
+    `--tensor-split` value in that order. llama-server puts the RPC devices
+    first, in `--rpc` order, and its own GPU after them (llama.cpp
+    src/llama.cpp: "add RPC servers at the front of the list"), so the
+    workers come first and the head's share last. Where the head serves its
+    share through a local rpc-server (the lab), that one is listed last in
+    `--rpc` to keep the same order. None for a single-node model."""
+    if len(model.shares) < 2:
+        return None
+    ordered = [*model.shares[1:], model.shares[0]]
+    return [s.node for s in ordered], tensor_split_arg([s.ratio for s in ordered])
+
+
 def layers_per_node(layers: int, ratios: list[float]) -> list[int]:
     """Whole layers per node, as a cumulative split assigns them."""
     bounds, cumulative = [0], 0.0

@@ -190,6 +190,11 @@ class RouterSettings(BaseSettings):
     scoring: ScoringSettings = ScoringSettings()
     state_dir: Path | None = None
     calibration_file: Path | None = None
+    # The key the local tiers' llama-servers require (phase 4's
+    # vault_llama_api_key): given here, or read from the environment variable
+    # named by local_api_key_env (the router's unit sets it from the vault).
+    local_api_key: SecretStr | None = None
+    local_api_key_env: str = "SOVEREIGN_LLAMA_API_KEY"
     down_retry_s: float = Field(default=15.0, ge=0, description="a failed tier is skipped this long")
     max_request_bytes: int = 1_000_000
     source: list[str] = Field(default_factory=list, description="where the settings came from")
@@ -235,6 +240,12 @@ class RouterSettings(BaseSettings):
 
     def kill_switch_path(self) -> Path:
         return self.egress.kill_switch_file or self.state() / "egress.off"
+
+    def local_key(self) -> SecretStr | None:
+        if self.local_api_key is not None:
+            return self.local_api_key
+        value = os.environ.get(self.local_api_key_env)
+        return SecretStr(value) if value else None
 
     def provider_key(self, name: str) -> SecretStr | None:
         p = self.providers.get(name)
@@ -316,6 +327,11 @@ def from_inventory(path: Path) -> dict[str, Any]:
             providers[raw["name"]] = {**providers.get(raw["name"], {}), **raw}
     out: dict[str, Any] = {"tiers": tiers, "providers": providers,
                            "source": [f"inventory {inv.path} (host {host.name})"]}
+    # A plain key (the lab's, which is not secret); a vault-encrypted one is
+    # not readable here and comes from the environment instead.
+    key = v.get("llama_server_api_key", v.get("vault_llama_api_key"))
+    if isinstance(key, str) and key and "{{" not in key:
+        out["local_api_key"] = key
     egress = v.get("sovereign_egress")
     if isinstance(egress, dict):
         out["egress"] = dict(egress)

@@ -146,6 +146,7 @@ class Router:
         for p in settings.providers.values():
             register(p.api_key)
             register(settings.provider_key(p.name))
+        register(settings.local_key())
         self.http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=256,
                                                                   max_keepalive_connections=64))
         self.spool = Spool(settings.spool_dir())
@@ -167,9 +168,12 @@ class Router:
         self.classifier = RuleClassifier(settings.classifier)
         self.clients: dict[str, TierClient] = {}
         for t in settings.tiers:
-            provider = settings.providers.get(t.provider or "") if t.kind == "cloud" else None
-            self.clients[t.name] = TierClient(t, self.http, provider,
-                                              settings.provider_key(t.provider or "") if provider else None)
+            if t.kind == "cloud":
+                provider = settings.providers.get(t.provider or "")
+                key = settings.provider_key(t.provider or "") if provider else None
+            else:
+                provider, key = None, settings.local_key()
+            self.clients[t.name] = TierClient(t, self.http, provider, key)
         usage = (0, 0, 0.0)
         if self.store is not None:
             try:

@@ -130,7 +130,7 @@ class TierClient:
 
     def _headers(self) -> dict[str, str]:
         h = {"Content-Type": "application/json"}
-        if self.tier.kind == "cloud" and self._key is not None:
+        if self._key is not None:
             h["Authorization"] = f"Bearer {self._key.get_secret_value()}"
         return h
 

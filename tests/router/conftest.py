@@ -28,7 +28,7 @@ import yaml
 # The suite runs with --import-mode=importlib: make router_helpers importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from router_helpers import LAB, STANDIN_ANSWERS, STANDIN_KEY
+from router_helpers import LAB, LLAMA_KEY, STANDIN_ANSWERS, STANDIN_KEY
 
 from sovereign import artifacts
 from sovereign.errors import SovereignError
@@ -101,8 +101,8 @@ def llama_bin() -> Path:
 @pytest.fixture(scope="session")
 def smol_server(llama_bin: Path, smollm2_file: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    srv = LlamaServer(llama_bin, smollm2_file,
-                      log_file=tmp_path_factory.mktemp("llama") / "smollm2.log").start()
+    srv = LlamaServer(llama_bin, smollm2_file, log_file=tmp_path_factory.mktemp("llama") / "smollm2.log",
+                      extra=["--api-key", LLAMA_KEY]).start()
     yield srv
     srv.stop()
 
@@ -110,7 +110,8 @@ def smol_server(llama_bin: Path, smollm2_file: Path,
 @pytest.fixture(scope="session")
 def gemma_server(llama_bin: Path, gemma_file: Path,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    srv = LlamaServer(llama_bin, gemma_file, log_file=tmp_path_factory.mktemp("llama") / "gemma.log").start()
+    srv = LlamaServer(llama_bin, gemma_file, log_file=tmp_path_factory.mktemp("llama") / "gemma.log",
+                      extra=["--api-key", LLAMA_KEY]).start()
     yield srv
     srv.stop()
 

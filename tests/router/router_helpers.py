@@ -12,6 +12,9 @@ from sovereign.router.testbed import LlamaServer, ThreadedServer
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "inventory" / "lab"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The lab inventory's vault_llama_api_key: the test tiers require it, as the
+# deployed llama-servers do, and the router takes it from the inventory.
+LLAMA_KEY = "lab-llama-key-not-secret"
 STANDIN_KEY = "sk-standin-" + "7f3a9c1e5b2d4068a1c3e5f7"
 STANDIN_ANSWERS = {
     "What is the capital of France?": "Paris.",

@@ -102,8 +102,12 @@ def test_config_masks_secrets(runner: CliRunner, monkeypatch: pytest.MonkeyPatch
     assert code == 0 and "pa55-word-x" not in out and "sk-should-not-print" not in out
     data = json.loads(out)
     assert data["store"]["dsn"] == "**********"
+    # The llama-servers' key, plain in the lab inventory, is masked too.
+    assert data["local_api_key"] == "**********" and "lab-llama-key-not-secret" not in out
     code, out = run(runner, "config")
-    assert code == 0 and "system-1" in out and "no `port`" in out and "egress: allow" in out
+    assert code == 0 and "system-1" in out and "egress: allow" in out
+    # The local tiers' endpoints come from the heads and ports of sovereign_models.
+    assert "http://10.213.77.12:8081" in out and "http://10.213.77.11:8082" in out
 
 
 def test_invalid_config_exits_3(runner: CliRunner, tmp_path: Path) -> None:
@@ -178,7 +182,10 @@ def test_serve_runs_the_service(tmp_path: Path) -> None:
 
     port = free_port()
     cfg = tmp_path / "r.yml"
-    cfg.write_text(yaml.safe_dump({"embedding": {"backend": "hashed"}}))
+    closed = free_port()  # nothing listens there: both local tiers are down
+    cfg.write_text(yaml.safe_dump({"embedding": {"backend": "hashed"}, "tiers": [
+        {"name": "system-1", "endpoint": f"http://127.0.0.1:{closed}"},
+        {"name": "system-2", "endpoint": f"http://127.0.0.1:{closed}"}]}))
     proc = subprocess.Popen([sys.executable, "-m", "sovereign", "router", "serve", "-i", str(LAB), "--config",
                              str(cfg), "--port", str(port)], env={**os.environ},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -191,12 +198,12 @@ def test_serve_runs_the_service(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         assert health is not None, "the router did not come up"
-        # The lab inventory has no model ports yet: no local tier can run, so the router is degraded.
+        # No local tier answers, so the router is degraded and says which tier is down.
         assert health.status_code == 503 and health.json()["status"] == "degraded"
-        assert health.json()["tiers"]["system-1"]["detail"].startswith("model 'smollm2-135m' has no `port`")
+        assert health.json()["tiers"]["system-1"]["ok"] is False, health.json()
         r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=10,
                        json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
-        # Local tiers unconfigured, the stand-in not running: 503 naming every tier's failure.
+        # Local tiers down, the stand-in not running: 503 naming every tier's failure.
         assert r.status_code == 503 and r.json()["error"]["code"] == "no_tier_available"
         assert [s["tier"] for s in r.json()["sovereign"]["path"]] == ["system-1", "system-2", "cloud"]
     finally:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,30 @@ def test_lab_inventory_gives_the_ladder() -> None:
     assert any("inventory" in src for src in s.source)
 
 
-def test_a_model_without_port_leaves_the_tier_unconfigured_with_the_fix() -> None:
+def test_local_tiers_reach_their_models_heads() -> None:
     s = load_settings(LAB)
+    # smollm2-135m is headed by mimical-2, gemma-3-270m by mimical-1 (ansible_host, port).
+    assert [t.endpoint for t in s.tiers[:2]] == ["http://10.213.77.12:8081", "http://10.213.77.11:8082"]
+
+
+def test_the_local_key_comes_from_the_inventory_or_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = load_settings(LAB).local_key()
+    assert key is not None and key.get_secret_value() == "lab-llama-key-not-secret"
+    # Production keeps it in the vault: the router's unit passes it in the environment.
+    assert load_settings(PROD).local_key() is None
+    monkeypatch.setenv("SOVEREIGN_LLAMA_API_KEY", "from-the-unit")
+    assert load_settings(PROD).local_key().get_secret_value() == "from-the-unit"
+
+
+def test_a_model_without_port_leaves_the_tier_unconfigured_with_the_fix(tmp_path: Path) -> None:
+    inv = tmp_path / "lab"
+    shutil.copytree(LAB, inv)
+    group_vars = inv / "group_vars/all.yml"
+    data = yaml.safe_load(group_vars.read_text())
+    del data["sovereign_models"][0]["port"]
+    group_vars.write_text(yaml.safe_dump(data))
+    s = load_settings(inv)
     assert s.tiers[0].endpoint is None
     why = s.tiers[0].unconfigured or ""
     assert "no `port`" in why and "sovereign_models" in why
@@ -45,7 +68,7 @@ def test_file_overrides_one_field_of_one_tier(tmp_path: Path) -> None:
     t2 = s.tiers[1]
     assert (t2.endpoint, t2.api, t2.threshold, t2.model, t2.unconfigured) == (
         "http://127.0.0.1:1234", "completion", 0.6, "gemma-3-270m", None)
-    assert s.tiers[0].unconfigured  # untouched
+    assert s.tiers[0].endpoint == "http://10.213.77.12:8081"  # untouched
     assert s.listen.port == 9000
 
 

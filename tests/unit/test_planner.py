@@ -13,7 +13,7 @@ from unit_helpers import GIB, PRODUCTION, edit_yaml
 from sovereign.errors import ExitCode, InventoryError, PlanDoesNotFit
 from sovereign.inventory import load_inventory
 from sovereign.inventory.models import ModelSpec
-from sovereign.planner import ClusterPlan, ModelPlan, assert_plan_fits, plan
+from sovereign.planner import ClusterPlan, ModelPlan, assert_plan_fits, llama_server_split, plan
 from sovereign.planner.capacity import (
     MEASURED_FRACTION,
     bytes_per_token,
@@ -347,3 +347,14 @@ def test_an_invalid_kv_shape_is_an_inventory_error(lab_copy: Path) -> None:
     assert caught.value.exit_code == 3
     assert any("sovereign_models.0" in d and "kv_heads and head_dim go together" in d
                for d in caught.value.details)
+
+
+def test_llama_server_takes_the_workers_first_and_the_head_last(lab_copy: Path) -> None:
+    add_model(lab_copy, name="split", size_gib=200, placement=["mimical-1", "mimical-2"])
+    result = plan(load_inventory(lab_copy))
+    split = model(result, "split")
+    nodes, arg = llama_server_split(split)
+    assert nodes == ["mimical-2", "mimical-1"]
+    assert [float(x) for x in arg.split(",")] == pytest.approx(
+        [split.shares[1].ratio, split.shares[0].ratio], abs=0.01)
+    assert llama_server_split(model(result, "smollm2-135m")) is None

@@ -26,6 +26,7 @@ HOSTS = ["mimical-1", "mimical-2"]
 REBOOT = ("kernel_params: kernel command line lacks iommu=pt ttm.pages_limit=32505856; "
           "set kernel_params_reboot_ok: true or reboot")
 SKIPPED = ["kernel_params: update-grub (simulated hardware)"]
+BUILT = (1, 2, 4)
 
 
 @dataclass
@@ -123,15 +124,15 @@ def latest(book: Ledger, host: str, phase: int, **kw: bool):
 def test_provision_all_applies_every_built_phase(runner: CliRunner, fake: FakeAnsible,
                                                  book: Ledger, state_dir: Path) -> None:
     result = provision_json(runner, "all")
-    assert statuses(result) == [("mimical-1", 1, "applied"), ("mimical-2", 1, "applied"),
-                                ("mimical-1", 2, "applied"), ("mimical-2", 2, "applied")]
+    assert statuses(result) == [(host, n, "applied") for n in BUILT for host in HOSTS]
     assert Path(result["run_dir"]).parent == state_dir / "runs"
     # Phase 2's preflight judges the capture phase 1 verified: nothing ran in between.
     assert fake.idents == ["phase-1-preflight-collect", "phase-1-apply",
-                           "phase-1-verify-collect", "phase-2-apply", "phase-2-verify-collect"]
+                           "phase-1-verify-collect", "phase-2-apply", "phase-2-verify-collect",
+                           "phase-4-apply", "phase-4-verify-collect"]
     assert all(c.hosts == HOSTS and not c.check for c in fake.calls)
     for host in HOSTS:
-        for phase in (1, 2):
+        for phase in BUILT:
             row = latest(book, host, phase)
             assert (row.status, row.changed, row.run_id) == ("applied", 5, result["run_id"])
             assert row.fingerprint == engine.fingerprint(engine.PHASES[phase], h.LAB)
@@ -142,7 +143,7 @@ def test_provision_all_resumes(runner: CliRunner, fake: FakeAnsible, book: Ledge
     provision_json(runner, "all")
     fake.calls.clear()
     again = provision_json(runner, "all")
-    assert statuses(again) == [(host, n, "up-to-date") for n in (1, 2) for host in HOSTS]
+    assert statuses(again) == [(host, n, "up-to-date") for n in BUILT for host in HOSTS]
     assert fake.calls == []
     # --force and a named phase always run.
     provision_json(runner, "all", "--only", "1", "--force")
@@ -159,7 +160,7 @@ def test_resume_reruns_after_the_inventory_changed(runner: CliRunner, fake: Fake
     fake.calls.clear()
     result = provision_json(runner, "all", "-i", str(lab_copy))
     # The fingerprint covers the whole inventory: both hosts re-run.
-    assert statuses(result) == [(host, n, "applied") for n in (1, 2) for host in HOSTS]
+    assert statuses(result) == [(host, n, "applied") for n in BUILT for host in HOSTS]
 
 
 def test_limit_and_resume_per_host(runner: CliRunner, fake: FakeAnsible) -> None:
@@ -309,8 +310,8 @@ def test_reboot_required_and_simulated_skips_are_recorded(runner: CliRunner, fak
 def test_check_mode_records_checked_rows_only(runner: CliRunner, fake: FakeAnsible,
                                               book: Ledger) -> None:
     result = provision_json(runner, "all", "--check")
-    assert statuses(result) == [(host, n, "checked") for n in (1, 2) for host in HOSTS]
-    assert [c.ident for c in fake.calls if c.check] == ["phase-1-apply", "phase-2-apply"]
+    assert statuses(result) == [(host, n, "checked") for n in BUILT for host in HOSTS]
+    assert [c.ident for c in fake.calls if c.check] == ["phase-1-apply", "phase-2-apply", "phase-4-apply"]
     assert not any(c.ident.endswith("verify-collect") for c in fake.calls)
     assert book.latest(CLUSTER, "mimical-1", 1) is None
     assert latest(book, "mimical-1", 1, include_check=True).status == "checked"
