@@ -46,7 +46,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sovereign.errors import EnvironmentProblem, InventoryError, SovereignError
+from sovereign.errors import EnvironmentProblem, InventoryError, run_json
 
 log = logging.getLogger(__name__)
 
@@ -413,24 +413,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.inventory is not None and not args.model:
         parser.error("--inventory needs --model")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
+
+    def work() -> dict[str, Any]:
         spec = (model_from_inventory(args.inventory, args.model) if args.inventory is not None
                 else model_from_json(args.spec))
         artifact = artifact_for(spec)
         if args.check:
-            result = probe(artifact, args.cache)
-        else:
-            result = describe(artifact, ensure(artifact, args.cache))
-    except SovereignError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        for line in exc.details:
-            print(f"  - {line}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return int(exc.exit_code)
-    print(json.dumps(result, sort_keys=True))
-    return 0
+            return probe(artifact, args.cache)
+        return describe(artifact, ensure(artifact, args.cache))
+
+    return run_json(work)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,12 @@ its message, hint and exit code; expected failures never show a traceback."""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from collections.abc import Callable
 from enum import IntEnum
+from typing import Any, TextIO
 
 
 class ExitCode(IntEnum):
@@ -31,6 +36,30 @@ class SovereignError(Exception):
         self.message = message
         self.hint = hint
         self.details = details or []
+
+
+def report(exc: SovereignError, stream: TextIO | None = None) -> int:
+    """Print an error as the module entry points (python -m ...) do, plainly
+    (the CLI renders its own); return its exit code."""
+    out = stream or sys.stderr
+    print(f"error: {exc.message}", file=out)
+    for line in exc.details:
+        print(f"  - {line}", file=out)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=out)
+    return int(exc.exit_code)
+
+
+def run_json(work: Callable[[], Any]) -> int:
+    """A module entry point (python -m sovereign.X): progress on stderr, the
+    result as JSON on stdout, or the error plainly with its exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        result = work()
+    except SovereignError as exc:
+        return report(exc)
+    print(json.dumps(result, sort_keys=True))
+    return 0
 
 
 class InventoryError(SovereignError):

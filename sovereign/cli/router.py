@@ -23,15 +23,20 @@ crystals_app = typer.Typer(help="The crystal store: every cloud answer, consulte
                            no_args_is_help=True)
 app.add_typer(crystals_app, name="crystals")
 
-CONFIG = typer.Option(None, "--config", "-c",
-                      help="YAML/JSON file overriding the inventory's router settings.",
+CONFIG = typer.Option(None, "--config", "-c", envvar="SOVEREIGN_ROUTER_CONFIG",
+                      help="YAML/JSON file overriding the inventory's router settings "
+                           "(on a node: /etc/sovereign/router/router.yml, set in the environment).",
                       show_default=False)
+# `-i none` (or SOVEREIGN_INVENTORY=none): the configuration file alone, as on a
+# node, where the router runs from the file that role `router` rendered.
+NO_INVENTORY = "none"
 
 
 def _settings(inventory: Path | None, config: Path | None) -> Any:
     from sovereign.router.config import load_settings
 
-    return load_settings(inventory_path(inventory), config)
+    path = inventory_path(inventory)
+    return load_settings(None if str(path) == NO_INVENTORY else path, config)
 
 
 def _store(settings: Any) -> Any:

@@ -22,6 +22,7 @@ STYLES = {
     "reset": ("–", "dim"),
     "never": ("–", "dim"),
     "not-built": ("not built", "dim"),
+    "not-here": ("n/a", "dim"),
 }
 
 
@@ -32,7 +33,7 @@ def _cell(cell: Cell) -> str:
         extra.append("[yellow]reboot required[/]")
     if cell.skipped_steps:
         extra.append(f"[dim]{len(cell.skipped_steps)} simulated skips[/]")
-    if cell.when and cell.status not in {"never", "not-built"}:
+    if cell.when and cell.status not in {"never", "not-built", "not-here"}:
         extra.append(f"[dim]{time.strftime('%Y-%m-%d %H:%M', time.localtime(cell.when))}"
                      f"{' @' + cell.git_commit if cell.git_commit else ''}[/]")
     return f"[{style}]{label}[/]" + ("\n" + "\n".join(extra) if extra else "")

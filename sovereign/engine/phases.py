@@ -17,6 +17,8 @@ class Phase:
     verify: tuple[str, ...] = ()
     # The phase deploys the model roster: `provision` refuses a plan that does not fit.
     deploys_models: bool = False
+    # The nodes it runs on: every node, or one group of them (its playbook's hosts).
+    group: str = "sovereign_nodes"
 
     @property
     def built(self) -> bool:
@@ -52,7 +54,9 @@ PHASES: dict[int, Phase] = {
         Phase(5, "rdma", "RDMA and the DPUs (the RPC split over RoCE)",
               verify=("RDMA-LINK-ACTIVE", "RDMA-MTU", "ROCE-V2-GID", "LINK-SPEED", "DPU-MODE")),
         Phase(6, "data-agents", "Postgres, Qdrant and the agent services"),
-        Phase(7, "routing", "Routing and egress policy"),
+        Phase(7, "routing", "Routing and egress policy: the model router",
+              playbook="phase-7-routing.yml", preflight=("OS-SUPPORTED",),
+              group="sovereign_orchestrator"),
         Phase(8, "telemetry", "Telemetry and integrations"),
     )
 }

@@ -188,15 +188,19 @@ def provision(inventory: Path | str, numbers: list[int], *, limit: str | None = 
     for number in numbers:
         p = require_built(PHASES[number])
         print_fp = fingerprint(p, inv.path)
-        todo = [h for h in hosts
+        mine = [h for h in hosts if p.group in inv.hosts[h].groups]
+        if not mine:
+            reporter.note(f"{p.name}: runs on {p.group} only; none of {', '.join(hosts)} is in it")
+            continue
+        todo = [h for h in mine
                 if check or not resume or not book.is_done(inv.cluster_name, h, number, print_fp)]
-        for h in sorted(set(hosts) - set(todo), key=hosts.index):
+        for h in sorted(set(mine) - set(todo), key=mine.index):
             last = book.last_applied(inv.cluster_name, h, number)
             result.results.append(HostPhaseResult(
                 host=h, phase=number, status="up-to-date",
                 reboot_required=last.reboot_required if last else []))
         if not todo:
-            reporter.note(f"{p.name}: up to date on {', '.join(hosts)} (nothing changed since it "
+            reporter.note(f"{p.name}: up to date on {', '.join(mine)} (nothing changed since it "
                           f"was applied; `provision {p.name}` re-runs it)")
             continue
         records = {h: book.start(run_id=run_id, cluster=inv.cluster_name, inventory=str(inv.path),

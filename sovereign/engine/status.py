@@ -13,7 +13,7 @@ from sovereign.inventory import load_inventory
 
 class Cell(BaseModel):
     phase: int
-    status: str  # applied | failed | running | interrupted | reset | never | not-built
+    status: str  # applied | failed | running | interrupted | reset | never | not-built | not-here
     when: float | None = None
     git_commit: str | None = None
     changed: int | None = None
@@ -45,6 +45,8 @@ def cluster_status(inventory: Path | str, ledger: Ledger) -> ClusterStatus:
             last = ledger.latest(inv.cluster_name, host, number)
             if not phase.built and last is None:
                 cells.append(Cell(phase=number, status="not-built"))
+            elif last is None and phase.group not in inv.hosts[host].groups:
+                cells.append(Cell(phase=number, status="not-here"))
             elif last is None:
                 cells.append(Cell(phase=number, status="never"))
             else:

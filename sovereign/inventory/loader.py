@@ -8,6 +8,7 @@ as `file: key: what is wrong`, all of them at once, so one run of
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,19 @@ def inventory_from_vars(hostvars: dict[str, dict[str, Any]], path: Path | str = 
                              details=problems)
     cluster = next((h.node.sovereign_cluster_name for h in hosts.values() if h.node), "?")
     return Inventory(path=Path(path), cluster_name=cluster, hosts=hosts)
+
+
+def inventory_from_hostvars(names: list[str], hostvars: Any, extra: tuple[str, ...] = ()) -> Inventory:
+    """inventory_from_vars over a play's `hostvars` (lazy, tagged values): for
+    each host, its `sovereign_*` variables, `group_names`, `ansible_host` and
+    the `extra` ones, as plain JSON types. The roles' filter plugins call it."""
+    wanted = (*NodeVars.model_fields, "group_names", "ansible_host", *extra)
+    play: dict[str, dict[str, Any]] = {}
+    for name in names:
+        known = hostvars[name]
+        picked = {key: known[key] for key in wanted if key in known}
+        play[name] = json.loads(json.dumps(picked, default=str))
+    return inventory_from_vars(play)
 
 
 def load_inventory(path: Path | str) -> Inventory:

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -26,6 +26,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from sovereign.errors import ExitCode, InventoryError, SovereignError
 from sovereign.paths import state_dir
+
+if TYPE_CHECKING:
+    from sovereign.inventory.loader import Inventory
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +295,12 @@ def from_inventory(path: Path) -> dict[str, Any]:
     """Router settings (as a plain dict) from an inventory directory."""
     from sovereign.inventory import load_inventory
 
-    inv = load_inventory(path)
+    return settings_from_inventory(load_inventory(path))
+
+
+def settings_from_inventory(inv: Inventory) -> dict[str, Any]:
+    """Router settings (as a plain dict) from a loaded inventory, or from the
+    hosts of a running play (sovereign.inventory.loader.inventory_from_vars)."""
     host = _router_host(inv)
     v = host.vars
     models = {m.get("name"): m for m in v.get("sovereign_models", []) if isinstance(m, dict)}
@@ -339,6 +347,27 @@ def from_inventory(path: Path) -> dict[str, Any]:
     if isinstance(extra, dict):
         out = _deep_merge(out, extra)
     return out
+
+
+def deployable_config(inv: Inventory, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The router's configuration file for a node, as role `router` renders it:
+    the inventory's settings with `overrides` merged over them as a file's are
+    (tiers by name), validated, without their provenance and without any
+    secret (the unit passes keys in its environment)."""
+    data = _deep_merge(settings_from_inventory(inv), overrides or {})
+    data.pop("source", None)
+    data.pop("local_api_key", None)
+    for provider in data.get("providers", {}).values():
+        provider.pop("api_key", None)
+    try:
+        RouterSettings(**data)
+    except ValidationError as exc:
+        raise RouterConfigError(
+            "the inventory's router settings are not valid",
+            hint="fix sovereign_router_tiers, sovereign_router_providers or sovereign_router",
+            details=[f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()],
+        ) from None
+    return data
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -210,3 +210,14 @@ def test_serve_runs_the_service(tmp_path: Path) -> None:
         proc.terminate()
         out = proc.communicate(timeout=15)[0].decode()
     assert f"router on http://127.0.0.1:{port}" in out
+
+
+def test_config_from_the_file_alone(runner: CliRunner, tmp_path: Path) -> None:
+    f = tmp_path / "router.yml"
+    f.write_text(yaml.safe_dump({"tiers": [{"name": "only", "kind": "local", "endpoint": "http://127.0.0.1:1"}],
+                                 "listen": {"port": 9002}}))
+    code, out = run(runner, "config", "-i", "none", "--config", str(f), "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert [t["name"] for t in data["tiers"]] == ["only"] and data["listen"]["port"] == 9002
+    assert data["source"] == [f"file {f}"]

@@ -114,3 +114,27 @@ def test_verifier_must_be_a_tier(tmp_path: Path) -> None:
         load_settings(LAB, f)
     f.write_text(yaml.safe_dump({"tiers": [{"name": "system-1", "scorer": "verify"}]}))
     assert load_settings(LAB, f).tiers[0].verifier == "system-1"  # verifies itself by default
+
+
+def test_the_deployed_configuration_has_no_secret_and_merges_overrides() -> None:
+    from sovereign.inventory import load_inventory
+    from sovereign.router.config import deployable_config
+
+    data = deployable_config(load_inventory(LAB), {"listen": {"port": 9001},
+                                                   "tiers": [{"name": "system-2", "threshold": 0.5}]})
+    assert "local_api_key" not in data and "source" not in data
+    assert "lab-llama-key-not-secret" not in yaml.safe_dump(data)
+    assert data["listen"] == {"port": 9001}
+    # Tiers merge by name: one field of one tier changes, the rest stay.
+    assert [(t["name"], t.get("threshold")) for t in data["tiers"]] == [
+        ("system-1", 0.85), ("system-2", 0.5), ("cloud", 0.0)]
+    assert data["tiers"][1]["endpoint"] == "http://10.213.77.11:8082"
+
+
+def test_a_bad_override_is_refused_with_its_key() -> None:
+    from sovereign.inventory import load_inventory
+    from sovereign.router.config import deployable_config
+
+    with pytest.raises(RouterConfigError) as caught:
+        deployable_config(load_inventory(LAB), {"listen": {"port": "eighty"}})
+    assert caught.value.details[0].startswith("listen.port:")

@@ -227,7 +227,7 @@ def test_checks_lists_every_id(runner: CliRunner) -> None:
     by_id = {r["id"]: r for r in rows}
     assert set(by_id["MEM-TOTAL"]) == {"id", "title", "preflight", "verify"}
     assert (by_id["MEM-TOTAL"]["preflight"], by_id["MEM-TOTAL"]["verify"]) == ([2], [1])
-    assert (by_id["OS-SUPPORTED"]["preflight"], by_id["OS-SUPPORTED"]["verify"]) == ([1, 2, 4], [])
+    assert (by_id["OS-SUPPORTED"]["preflight"], by_id["OS-SUPPORTED"]["verify"]) == ([1, 2, 4, 7], [])
     assert (by_id["RPC-SPLIT"]["preflight"], by_id["RPC-SPLIT"]["verify"]) == ([], [4])
     assert (by_id["ROCM-KFD"]["preflight"], by_id["ROCM-KFD"]["verify"]) == ([], [2])
     assert by_id["GTT-SIZE"]["title"] == REGISTRY["GTT-SIZE"].title

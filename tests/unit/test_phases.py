@@ -72,7 +72,8 @@ def test_parse_phase_list_rejects(text: str) -> None:
 
 def test_the_eight_phases() -> None:
     assert list(PHASES) == list(range(1, 9))
-    assert [p.number for p in PHASES.values() if p.built] == [1, 2, 4]
+    assert [p.number for p in PHASES.values() if p.built] == [1, 2, 4, 7]
+    assert phase(7).group == "sovereign_orchestrator"
     assert [p.number for p in PHASES.values() if p.deploys_models] == [4]
     assert phase(2).name == "phase-2"
     assert phase(2).playbook == "phase-2-os-igpu.yml"
@@ -89,7 +90,7 @@ def test_require_built() -> None:
         require_built(PHASES[3])
     assert caught.value.exit_code == ExitCode.NOT_BUILT == 8
     assert caught.value.message == "phase 3 (VFIO and the Windows VM) is not built yet"
-    assert caught.value.hint == "phases built so far: 1, 2, 4"
+    assert caught.value.hint == "phases built so far: 1, 2, 4, 7"
 
 
 # -- the fingerprint --------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def test_provision_all_only_an_unbuilt_phase(runner: CliRunner) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["all", "--from", "9"], "there is no phase 9"),
     (["all", "--from", "all"], "--from takes one phase, e.g. --from 2"),
-    (["all", "--from", "5"], "no built phase selected"),
+    (["all", "--from", "8"], "no built phase selected"),
     (["all", "--only", "1", "--from", "2"], "no built phase selected"),
     (["all", "--only", "all"], "--only takes phase numbers, e.g. --only 1,2"),
     (["phase-2", "--from", "1"], "--from and --only go with `provision all`"),

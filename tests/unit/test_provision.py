@@ -26,7 +26,14 @@ HOSTS = ["mimical-1", "mimical-2"]
 REBOOT = ("kernel_params: kernel command line lacks iommu=pt ttm.pages_limit=32505856; "
           "set kernel_params_reboot_ok: true or reboot")
 SKIPPED = ["kernel_params: update-grub (simulated hardware)"]
-BUILT = (1, 2, 4)
+BUILT = (1, 2, 4, 7)
+# Phase 7 (the router) runs on the orchestrator alone.
+ON = {7: ["mimical-1"]}
+
+
+def every(status: str) -> list[tuple[str, int, str]]:
+    """(host, phase, status) of every built phase on the hosts it runs on, in run order."""
+    return [(host, n, status) for n in BUILT for host in ON.get(n, HOSTS)]
 
 
 @dataclass
@@ -124,15 +131,16 @@ def latest(book: Ledger, host: str, phase: int, **kw: bool):
 def test_provision_all_applies_every_built_phase(runner: CliRunner, fake: FakeAnsible,
                                                  book: Ledger, state_dir: Path) -> None:
     result = provision_json(runner, "all")
-    assert statuses(result) == [(host, n, "applied") for n in BUILT for host in HOSTS]
+    assert statuses(result) == every("applied")
     assert Path(result["run_dir"]).parent == state_dir / "runs"
     # Phase 2's preflight judges the capture phase 1 verified: nothing ran in between.
     assert fake.idents == ["phase-1-preflight-collect", "phase-1-apply",
                            "phase-1-verify-collect", "phase-2-apply", "phase-2-verify-collect",
-                           "phase-4-apply", "phase-4-verify-collect"]
-    assert all(c.hosts == HOSTS and not c.check for c in fake.calls)
-    for host in HOSTS:
-        for phase in BUILT:
+                           "phase-4-apply", "phase-4-verify-collect",
+                           "phase-7-apply", "phase-7-verify-collect"]
+    assert all(c.hosts == ON.get(int(c.ident.split("-")[1]), HOSTS) and not c.check for c in fake.calls)
+    for phase in BUILT:
+        for host in ON.get(phase, HOSTS):
             row = latest(book, host, phase)
             assert (row.status, row.changed, row.run_id) == ("applied", 5, result["run_id"])
             assert row.fingerprint == engine.fingerprint(engine.PHASES[phase], h.LAB)
@@ -143,7 +151,7 @@ def test_provision_all_resumes(runner: CliRunner, fake: FakeAnsible, book: Ledge
     provision_json(runner, "all")
     fake.calls.clear()
     again = provision_json(runner, "all")
-    assert statuses(again) == [(host, n, "up-to-date") for n in BUILT for host in HOSTS]
+    assert statuses(again) == every("up-to-date")
     assert fake.calls == []
     # --force and a named phase always run.
     provision_json(runner, "all", "--only", "1", "--force")
@@ -160,7 +168,7 @@ def test_resume_reruns_after_the_inventory_changed(runner: CliRunner, fake: Fake
     fake.calls.clear()
     result = provision_json(runner, "all", "-i", str(lab_copy))
     # The fingerprint covers the whole inventory: both hosts re-run.
-    assert statuses(result) == [(host, n, "applied") for n in BUILT for host in HOSTS]
+    assert statuses(result) == every("applied")
 
 
 def test_limit_and_resume_per_host(runner: CliRunner, fake: FakeAnsible) -> None:
@@ -310,8 +318,9 @@ def test_reboot_required_and_simulated_skips_are_recorded(runner: CliRunner, fak
 def test_check_mode_records_checked_rows_only(runner: CliRunner, fake: FakeAnsible,
                                               book: Ledger) -> None:
     result = provision_json(runner, "all", "--check")
-    assert statuses(result) == [(host, n, "checked") for n in BUILT for host in HOSTS]
-    assert [c.ident for c in fake.calls if c.check] == ["phase-1-apply", "phase-2-apply", "phase-4-apply"]
+    assert statuses(result) == every("checked")
+    assert [c.ident for c in fake.calls if c.check] == ["phase-1-apply", "phase-2-apply", "phase-4-apply",
+                                                        "phase-7-apply"]
     assert not any(c.ident.endswith("verify-collect") for c in fake.calls)
     assert book.latest(CLUSTER, "mimical-1", 1) is None
     assert latest(book, "mimical-1", 1, include_check=True).status == "checked"

@@ -87,3 +87,9 @@ def test_log_records_the_devices(host):
     log = host.file("/var/log/sovereign/llama-server/smollm2-135m.log")
     assert log.user == "sovereign-llm"
     assert "CPU_Mapped model buffer size" in log.content_string
+
+
+def test_shared_configuration_parent_stays_open(host):
+    # /etc/sovereign holds every service's directory: not this one's group.
+    parent = host.file("/etc/sovereign")
+    assert parent.user == "root" and parent.group == "root" and parent.mode == 0o755

@@ -1,4 +1,6 @@
-"""Filters of role llama_server, thin adapters over the sovereign package.
+"""Filters of roles llama_server and router (one file: the router role's
+filter_plugins/sovereign.py links here), thin adapters over the sovereign
+package.
 
 - `sovereign_plan`: the capacity plan of the play's nodes, computed by the same
   planner as `sovereign plan` (sovereign/planner), so that a layer split's
@@ -7,6 +9,9 @@
 - `sovereign_llama_log`: llama-server's log read by the parser that reads
   capture bundles (sovereign/hw/parsers/llama_server_log.py): per device, the
   model and KV buffers, which is how a layer split shows where the layers went.
+- `sovereign_router_config`: the router's configuration file, from the same
+  code that reads it from an inventory (sovereign/router/config.py), without
+  secrets.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ def _sovereign() -> Any:
         import sovereign.inventory.loader
         import sovereign.inventory.models
         import sovereign.planner
+        import sovereign.router.config
     except ImportError as exc:
         raise AnsibleFilterError(
             f"the sovereign package is not importable by the controller's Python ({sys.executable}): "
@@ -35,21 +41,11 @@ def _sovereign() -> Any:
     return sovereign
 
 
-def _plain(value: Any) -> Any:
-    """The play's values (tagged or unsafe strings) as plain JSON types."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def sovereign_plan(nodes: list[str], hostvars: Any) -> dict[str, dict[str, Any]]:
     """`groups['sovereign_nodes'] | sovereign_plan(hostvars)`: every model's plan, by name."""
     sv = _sovereign()
-    wanted = (*sv.inventory.models.NodeVars.model_fields, *_PLAN_VARS)
-    play: dict[str, dict[str, Any]] = {}
-    for name in nodes:
-        known = hostvars[name]
-        play[name] = _plain({key: known[key] for key in wanted if key in known})
     try:
-        result = sv.planner.plan(sv.inventory.loader.inventory_from_vars(play))
+        result = sv.planner.plan(sv.inventory.loader.inventory_from_hostvars(nodes, hostvars, _PLAN_VARS))
     except sv.errors.SovereignError as exc:
         raise AnsibleFilterError("; ".join([exc.message, *exc.details, exc.hint or ""]).strip("; ")) from exc
     out: dict[str, dict[str, Any]] = {}
@@ -77,6 +73,18 @@ def sovereign_llama_log(text: str) -> list[dict[str, Any]]:
     return [buffers.model_dump() for buffers in units[-1].buffers.values()]
 
 
+def sovereign_router_config(hosts: list[str], hostvars: Any, overrides: dict[str, Any] | None = None
+                            ) -> dict[str, Any]:
+    """`groups['all'] | sovereign_router_config(hostvars, overrides)`: the router's settings."""
+    sv = _sovereign()
+    try:
+        inv = sv.inventory.loader.inventory_from_hostvars(hosts, hostvars)
+        return sv.router.config.deployable_config(inv, json.loads(json.dumps(overrides or {}, default=str)))
+    except sv.errors.SovereignError as exc:
+        raise AnsibleFilterError("; ".join([exc.message, *exc.details, exc.hint or ""]).strip("; ")) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"sovereign_plan": sovereign_plan, "sovereign_llama_log": sovereign_llama_log}
+        return {"sovereign_plan": sovereign_plan, "sovereign_llama_log": sovereign_llama_log,
+                "sovereign_router_config": sovereign_router_config}

@@ -1,0 +1,1 @@
+../../llama_server/filter_plugins/sovereign.py
