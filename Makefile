@@ -12,7 +12,7 @@ APT_PACKAGES := podman runc debootstrap systemd-container zstd socat openssh-cli
 	iproute2 uidmap slirp4netns fuse-overlayfs postgresql
 STAMPS := .cache/stamps
 
-.PHONY: setup lab test lint unit molecule integration bench bench-router llama clean lab-down help
+.PHONY: setup lab test lint unit molecule integration bench bench-router bench-split llama clean lab-down help
 # llama.cpp built on this machine (make llama) for the router's real tiers.
 LLAMA_DIR := $(CURDIR)/.cache/llama.cpp
 export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
@@ -20,7 +20,7 @@ export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
 help:
 	@echo "make lab    - set up, bring the lab up, provision every built phase, show the status"
 	@echo "make test   - set up and run the whole suite (lint, unit, molecule, lab integration)"
-	@echo "make bench  - time a cold and an idempotent run of phases 1-2 on the lab, and the router"
+	@echo "make bench  - time phases 1-2 on the lab, the router's added latency, the cost of an RPC layer split"
 	@echo "make llama  - build llama.cpp here (same role and pin as the lab) into .cache/llama.cpp"
 	@echo "make lab-down / make clean"
 
@@ -73,11 +73,14 @@ llama: setup
 test: lint llama
 	$(BIN)/pytest -q
 
-bench: setup bench-router
+bench: setup bench-router bench-split
 	$(BIN)/python bench/lab_phases.py
 
 bench-router: llama
 	$(BIN)/python bench/router.py
+
+bench-split: llama
+	$(BIN)/python bench/split.py
 
 clean:
 	-$(BIN)/sovereign lab down 2>/dev/null
