@@ -20,7 +20,7 @@ export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
 help:
 	@echo "make lab    - set up, bring the lab up, provision every built phase, show the status"
 	@echo "make test   - set up and run the whole suite (lint, unit, molecule, lab integration)"
-	@echo "make bench  - time phases 1-2 on the lab, the router's added latency, the cost of an RPC layer split"
+	@echo "make bench  - time every built phase on the lab (cold vs re-run), the router's added latency, the cost of an RPC layer split"
 	@echo "make llama  - build llama.cpp here (same role and pin as the lab) into .cache/llama.cpp"
 	@echo "make lab-down / make clean"
 
