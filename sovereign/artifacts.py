@@ -46,7 +46,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sovereign.errors import EnvironmentProblem, InventoryError, run_json
+from sovereign.errors import EnvironmentProblem, InventoryError, run_json, validation_details
 
 log = logging.getLogger(__name__)
 
@@ -368,8 +368,7 @@ def model_from_json(text: str) -> Any:
     try:
         return ModelSpec.model_validate(json.loads(text))
     except ValueError as exc:
-        details = ([f"{'.'.join(str(p) for p in e['loc']) or '*'}: {e['msg']}" for e in exc.errors()]
-                   if isinstance(exc, ValidationError) else [str(exc)])
+        details = validation_details(exc) if isinstance(exc, ValidationError) else [str(exc)]
         raise InventoryError("--spec is not a valid sovereign_models entry",
                              hint="see docs/inventory.md, a model of the roster",
                              details=details) from None

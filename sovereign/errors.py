@@ -8,7 +8,10 @@ import logging
 import sys
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class ExitCode(IntEnum):
@@ -36,6 +39,13 @@ class SovereignError(Exception):
         self.message = message
         self.hint = hint
         self.details = details or []
+
+
+def validation_details(exc: ValidationError, where: str | None = None) -> list[str]:
+    """A pydantic ValidationError as `[where: ]key.path: problem` lines, one
+    per error (`*` for an error of the whole object)."""
+    prefix = f"{where}: " if where else ""
+    return [f"{prefix}{'.'.join(str(p) for p in e['loc']) or '*'}: {e['msg']}" for e in exc.errors()]
 
 
 def report(exc: SovereignError, stream: TextIO | None = None) -> int:

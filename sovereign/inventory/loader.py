@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sovereign.errors import InventoryError
+from sovereign.errors import InventoryError, validation_details
 from sovereign.inventory.argspecs import RoleSpec, load_role_specs, roles_by_group
 from sovereign.inventory.models import ANSIBLE_CONNECTION_VARS, PAGES_PER_GIB, NodeVars
 from sovereign.paths import project_root
@@ -269,8 +269,7 @@ def inventory_from_vars(hostvars: dict[str, dict[str, Any]], path: Path | str = 
             try:
                 node = NodeVars.model_validate(sovereign)
             except ValidationError as exc:
-                problems += [f"{name}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors()]
+                problems += validation_details(exc, name)
         hosts[name] = Host(name=name, groups=groups, vars=dict(merged), origins={}, node=node)
     if problems:
         raise InventoryError("the play's sovereign_* variables are not valid",

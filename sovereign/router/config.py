@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sovereign.errors import ExitCode, InventoryError, SovereignError
+from sovereign.errors import ExitCode, InventoryError, SovereignError, validation_details
 from sovereign.paths import state_dir
 
 if TYPE_CHECKING:
@@ -365,7 +365,7 @@ def deployable_config(inv: Inventory, overrides: dict[str, Any] | None = None) -
         raise RouterConfigError(
             "the inventory's router settings are not valid",
             hint="fix sovereign_router_tiers, sovereign_router_providers or sovereign_router",
-            details=[f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()],
+            details=validation_details(exc),
         ) from None
     return data
 
@@ -431,7 +431,7 @@ def load_settings(inventory: Path | None = None, config_file: Path | None = None
         raise RouterConfigError(
             "the router configuration is not valid",
             hint=f"fix the keys above in {where} or the {ENV_PREFIX}* environment",
-            details=[f"{where}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()],
+            details=validation_details(exc, where),
         ) from None
     for t in settings.tiers:
         if t.kind == "cloud" and t.provider not in settings.providers:

@@ -41,13 +41,18 @@ def _sovereign() -> Any:
     return sovereign
 
 
+def _filter_error(exc: Any) -> AnsibleFilterError:
+    """A SovereignError as the play shows it: message, details and hint on one line."""
+    return AnsibleFilterError("; ".join([exc.message, *exc.details, exc.hint or ""]).strip("; "))
+
+
 def sovereign_plan(nodes: list[str], hostvars: Any) -> dict[str, dict[str, Any]]:
     """`groups['sovereign_nodes'] | sovereign_plan(hostvars)`: every model's plan, by name."""
     sv = _sovereign()
     try:
         result = sv.planner.plan(sv.inventory.loader.inventory_from_hostvars(nodes, hostvars, _PLAN_VARS))
     except sv.errors.SovereignError as exc:
-        raise AnsibleFilterError("; ".join([exc.message, *exc.details, exc.hint or ""]).strip("; ")) from exc
+        raise _filter_error(exc) from exc
     out: dict[str, dict[str, Any]] = {}
     for model in result.models:
         split = sv.planner.llama_server_split(model)
@@ -81,7 +86,7 @@ def sovereign_router_config(hosts: list[str], hostvars: Any, overrides: dict[str
         inv = sv.inventory.loader.inventory_from_hostvars(hosts, hostvars)
         return sv.router.config.deployable_config(inv, json.loads(json.dumps(overrides or {}, default=str)))
     except sv.errors.SovereignError as exc:
-        raise AnsibleFilterError("; ".join([exc.message, *exc.details, exc.hint or ""]).strip("; ")) from exc
+        raise _filter_error(exc) from exc
 
 
 class FilterModule:
