@@ -93,3 +93,10 @@ def test_shared_configuration_parent_stays_open(host):
     # /etc/sovereign holds every service's directory: not this one's group.
     parent = host.file("/etc/sovereign")
     assert parent.user == "root" and parent.group == "root" and parent.mode == 0o755
+
+
+def test_a_server_no_longer_in_the_roster_is_stopped_and_removed(host):
+    # prepare.yml left sovereign-llm-retired running and enabled.
+    assert not host.file("/etc/systemd/system/sovereign-llm-retired.service").exists
+    assert not host.service("sovereign-llm-retired").is_running
+    assert not host.file("/etc/systemd/system/multi-user.target.wants/sovereign-llm-retired.service").exists
