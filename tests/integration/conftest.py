@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The suite runs with --import-mode=importlib: make lab_helpers importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 class Cli:

@@ -12,20 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from lab_helpers import LAB_DIR, on_node
 
 pytestmark = pytest.mark.lab
 
-LAB_DIR = Path("/var/lib/sovereign-lab")
-SSH = ["ssh", "-i", str(LAB_DIR / "ssh/id_ed25519"), "-o",
-       f"UserKnownHostsFile={LAB_DIR / 'ssh/known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-       "-o", "BatchMode=yes"]
 PAGES = 124 * 262144
 ONLY = ("--only", "1,2")
-
-
-def on_node(ip: str, command: str) -> str:
-    return subprocess.run([*SSH, f"root@{ip}", command], capture_output=True, text=True,
-                          check=True, timeout=60).stdout
 
 
 def results(payload: dict) -> dict[tuple[str, int], dict]:

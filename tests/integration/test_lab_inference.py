@@ -7,19 +7,15 @@ and rebuilds nothing; a corrupted model file is found and replaced."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import httpx
 import pytest
+from lab_helpers import MGMT, by_host, on_node
 
 from sovereign.hw.parsers import llama_server_log
 
 pytestmark = pytest.mark.lab
 
-LAB_DIR = "/var/lib/sovereign-lab"
-SSH = ["ssh", "-i", f"{LAB_DIR}/ssh/id_ed25519", "-o", f"UserKnownHostsFile={LAB_DIR}/ssh/known_hosts",
-       "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
-MGMT = {"mimical-1": "10.213.77.11", "mimical-2": "10.213.77.12"}
 FABRIC = {"mimical-1": "10.213.78.11", "mimical-2": "10.213.78.12"}
 RPC_PORT = 50052
 KEY = "lab-llama-key-not-secret"
@@ -31,18 +27,6 @@ BUILT = "/opt/sovereign/llama.cpp/bin/llama-server"
 CONNECT = ("python3 -c 'import socket, sys\ns = socket.socket(); s.settimeout(3); s.bind((sys.argv[1], 0))\n"
            "try:\n    s.connect((sys.argv[2], int(sys.argv[3]))); print(\"connected\")\n"
            "except OSError as e:\n    print(type(e).__name__)' {} {} {}")
-
-
-def on_node(host: str, command: str, *, check: bool = True) -> str:
-    proc = subprocess.run([*SSH, f"root@{MGMT[host]}", command], capture_output=True, text=True,
-                          timeout=120)
-    if check and proc.returncode:
-        raise AssertionError(f"{host}: {command}: exit {proc.returncode}: {proc.stderr}")
-    return proc.stdout
-
-
-def by_host(payload: dict, phase: int = 4) -> dict[str, dict]:
-    return {r["host"]: r for r in payload["results"] if r["phase"] == phase}
 
 
 def complete(host: str, port: int, key: str | None = KEY) -> httpx.Response:
@@ -70,7 +54,7 @@ def fingerprints() -> dict[str, str]:
 def phase4(cli, lab):
     # Phases 1 and 2 come first (applied, or resumed as up to date); phase 7
     # is left to test_lab_router.py, whose first run must apply it.
-    return by_host(cli.json("provision", "all", "--only", "1,2,4"))
+    return by_host(cli.json("provision", "all", "--only", "1,2,4"), 4)
 
 
 def test_phase_4_applied_on_both_nodes(phase4):
@@ -127,7 +111,7 @@ def test_rpc_port_refused_to_anyone_but_the_head(phase4):
 
 def test_second_run_changes_and_rebuilds_nothing(phase4, cli):
     before = fingerprints()
-    again = by_host(cli.json("provision", "phase-4", "--force"))
+    again = by_host(cli.json("provision", "phase-4", "--force"), 4)
     for host in MGMT:
         assert again[host]["status"] == "applied" and again[host]["changed"] == 0, again[host]
     assert fingerprints() == before
@@ -138,7 +122,7 @@ def test_a_corrupted_model_is_replaced(phase4, cli):
     # Damage 4 KiB in the middle of the file, keeping its size.
     on_node(host, f"dd if=/dev/urandom of={path} bs=4096 count=1 seek=100 conv=notrunc status=none")
     assert on_node(host, f"sha256sum {path}").split()[0] != sha256
-    again = by_host(cli.json("provision", "phase-4", "--force"))
+    again = by_host(cli.json("provision", "phase-4", "--force"), 4)
     assert again[host]["status"] == "applied" and again[host]["changed"] > 0, again[host]
     assert on_node(host, f"sha256sum {path}").split()[0] == sha256
     assert on_node(host, "find /var/lib/sovereign/models -name '*.partial'") == ""

@@ -5,27 +5,19 @@ with the official OpenAI client; a second run changes nothing."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import yaml
+from lab_helpers import MGMT, by_host, on_node
 
 pytestmark = pytest.mark.lab
 
-LAB_DIR = "/var/lib/sovereign-lab"
-SSH = ["ssh", "-i", f"{LAB_DIR}/ssh/id_ed25519", "-o", f"UserKnownHostsFile={LAB_DIR}/ssh/known_hosts",
-       "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
-ROUTER = "http://10.213.77.11:8090"
+HEAD = "mimical-1"
+ROUTER = f"http://{MGMT[HEAD]}:8090"
 KEY = "lab-llama-key-not-secret"
 
 
 def on_head(command: str) -> str:
-    return subprocess.run([*SSH, "root@10.213.77.11", command], capture_output=True, text=True,
-                          check=True, timeout=120).stdout
-
-
-def by_host(payload: dict, phase: int) -> dict[str, dict]:
-    return {r["host"]: r for r in payload["results"] if r["phase"] == phase}
+    return on_node(HEAD, command)
 
 
 @pytest.fixture(scope="module")
