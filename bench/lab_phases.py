@@ -17,8 +17,9 @@ import sys
 import tempfile
 import time
 
-from sovereign.engine.phases import PHASES
+from sovereign.engine.phases import PHASES, parse_phase_list, require_built
 from sovereign.engine.provision import provision
+from sovereign.errors import SovereignError, report
 from sovereign.lab import lab
 from sovereign.paths import project_root
 
@@ -34,7 +35,8 @@ def timed(fn) -> float:
 def wanted_phases() -> list[int]:
     given = os.environ.get("BENCH_PHASES")
     if given:
-        return [int(n) for n in given.split(",")]
+        # As `provision all --only` reads them: a bad or unbuilt phase is refused.
+        return [require_built(PHASES[n]).number for n in parse_phase_list(given)]
     return [n for n, p in PHASES.items() if p.built]
 
 
@@ -43,7 +45,10 @@ def main() -> int:
         print("the benchmark needs root (it brings the lab up)", file=sys.stderr)
         return 7
     inventory = project_root() / "inventory" / "lab"
-    phases = wanted_phases()
+    try:
+        phases = wanted_phases()
+    except SovereignError as exc:
+        return report(exc)
     quiet = lambda _msg: None  # noqa: E731
     boot: list[float] = []
     cold: dict[int, list[float]] = {n: [] for n in phases}
