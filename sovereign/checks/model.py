@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from sovereign.inventory.argspecs import role_default
 from sovereign.inventory.loader import Host
 from sovereign.inventory.models import PAGES_PER_GIB
 
@@ -32,9 +34,15 @@ class CheckResult(BaseModel):
         return self.status is Status.FAIL and not self.ignored
 
 
+def _role(option: str) -> Any:
+    """A role option's default, as the role declares it (meta/argument_specs.yml)."""
+    return Field(default_factory=lambda: role_default(option))
+
+
 class Expectations(BaseModel):
     """What a node should be: from the inventory, or the production defaults
-    when a bundle is judged with no inventory at hand."""
+    when a bundle is judged with no inventory at hand. What a role decides
+    (`_role`) defaults to that role's declared default, never to a copy of it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -44,12 +52,14 @@ class Expectations(BaseModel):
     memory_gib: int = 128
     gfx_target: str = "gfx1151"
     nvme_count: int = 1
+    # kernel_params_gpu_pool_gib is required (no role default): production's pool.
     gpu_pool_gib: int = 124
-    iommu: str = "pt"
+    iommu: str = _role("kernel_params_iommu")
+    # The per-distribution default of kernel_params_ttm_module (roles/kernel_params/vars).
     ttm_module: str = "ttm"
-    gttsize_mib: int = 0
+    gttsize_mib: int = _role("kernel_params_amdgpu_gttsize_mib")
     simulated: bool = False
-    rocm_release: str = "7.2.2"
+    rocm_release: str = _role("rocm_release")
     # PCI ids (vendor:device) passed through to the VM with vfio-pci.
     vfio_pci_ids: list[str] = []
     fabric_address: str | None = None
@@ -88,13 +98,13 @@ class Expectations(BaseModel):
             gfx_target=hw.gfx_target,
             nvme_count=len(hw.nvme),
             gpu_pool_gib=int(v.get("kernel_params_gpu_pool_gib", cls.model_fields["gpu_pool_gib"].default)),
-            iommu=str(v.get("kernel_params_iommu", "pt")),
+            iommu=str(_option(v, "kernel_params_iommu")),
             # As the kernel_params role decides: AMD's DKMS driver names it amdttm.
             ttm_module=str(v.get("kernel_params_ttm_module")
-                           or ("amdttm" if v.get("rocm_use_dkms") else "ttm")),
-            gttsize_mib=int(v.get("kernel_params_amdgpu_gttsize_mib", 0) or 0),
+                           or ("amdttm" if _option(v, "rocm_use_dkms") else "ttm")),
+            gttsize_mib=int(_option(v, "kernel_params_amdgpu_gttsize_mib") or 0),
             simulated=node.sovereign_simulated_hardware,
-            rocm_release=str(v.get("rocm_release", cls.model_fields["rocm_release"].default)),
+            rocm_release=str(_option(v, "rocm_release")),
             vfio_pci_ids=[str(i) for i in v.get("vfio_pci_ids", [])],
             fabric_address=str(node.sovereign_fabric_address),
             fabric_mtu=node.sovereign_fabric.mtu,
@@ -105,3 +115,8 @@ class Expectations(BaseModel):
             split_workers={m.name: [fabric[w] for w in m.placement[1:] if w in fabric]
                            for m in headed if len(m.placement) > 1},
         )
+
+
+def _option(host_vars: dict[str, Any], option: str) -> Any:
+    """A role option as the role sees it: the inventory's value, else the role's default."""
+    return host_vars[option] if option in host_vars else role_default(option)

@@ -3,11 +3,14 @@
 The inventory check validates every role-prefixed variable against these
 declarations, the same ones Ansible enforces when the role runs, so a wrong
 type is reported before any host is touched and each option is declared once.
+What needs a role's default (the checks' expectations) reads it here, with
+`role_default`, instead of restating it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import yaml
 from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter, ValidationError
 
 from sovereign.errors import SovereignError
+from sovereign.paths import project_root
 
 _SCALARS: dict[str, Any] = {
     "str": StrictStr,
@@ -34,6 +38,9 @@ class RoleOption:
     required: bool = False
     choices: tuple[Any, ...] = ()
     elements: str | None = None
+    # The declared default, when the spec gives one (has_default tells None apart).
+    default: Any = None
+    has_default: bool = False
 
     def problem(self, value: Any) -> str | None:
         """Why `value` is not acceptable for this option, or None."""
@@ -83,6 +90,8 @@ def load_role_specs(roles_dir: Path) -> dict[str, RoleSpec]:
                 required=bool(opt.get("required", False)),
                 choices=tuple(opt.get("choices") or ()),
                 elements=opt.get("elements"),
+                default=opt.get("default"),
+                has_default="default" in opt,
             )
             for name, opt in (main.get("options") or {}).items()
         }
@@ -107,3 +116,26 @@ def roles_by_group(playbooks_dir: Path) -> dict[str, set[str]]:
                         p.strip() for p in patterns if p.strip()
                     )
     return applied
+
+
+@cache
+def _specs_of(roles_dir: Path) -> dict[str, RoleSpec]:
+    return load_role_specs(roles_dir)
+
+
+def role_default(option: str, roles_dir: Path | None = None) -> Any:
+    """The default that a role's `meta/argument_specs.yml` declares for
+    `option` (e.g. `kernel_params_iommu` → "pt"), read from the project's
+    roles (`roles_dir`, default <project>/roles; SOVEREIGN_HOME moves it)."""
+    where = (roles_dir or project_root() / "roles").resolve()
+    for spec in _specs_of(where).values():
+        declared = spec.options.get(option)
+        if declared is None:
+            continue
+        if not declared.has_default:
+            raise SovereignError(
+                f"roles/{spec.name}/meta/argument_specs.yml: {option}: declares no default",
+                hint="give the option a default there, or ask the inventory for it")
+        return declared.default
+    raise SovereignError(f"{where}: no role declares the option {option}",
+                         hint="see roles/*/meta/argument_specs.yml")

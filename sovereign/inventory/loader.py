@@ -25,6 +25,14 @@ NODE_GROUP = "sovereign_nodes"
 VAULT_HEADER = "$ANSIBLE_VAULT"
 # Variables holding secrets (vault files, or plain in the lab): not validated.
 VAULT_PREFIX = "vault_"
+# Keys an older inventory may still hold, each with what replaces it, so that
+# the user is told what to do rather than "unknown key". `{value}` is the old value.
+REMOVED_KEYS: dict[tuple[str, str], str] = {
+    ("sovereign_memory_pool", "gpu_pool_gib"):
+        "removed: the GPU pool is kernel_params_gpu_pool_gib alone (the kernel_params role's "
+        "option, which Ansible enforces); delete this key and set "
+        "kernel_params_gpu_pool_gib: {value} for the nodes (group_vars/sovereign_nodes.yml)",
+}
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,23 @@ def _read_vars(path: Path, specs: dict[str, RoleSpec], out: _Collector) -> dict[
     return content
 
 
+def _removed(key: str, value: Any) -> list[tuple[str, str]]:
+    """(dotted key, what to do instead) for each removed key that `key: value` holds."""
+    if not isinstance(value, dict):
+        return []
+    return [(f"{top}.{sub}", message.format(value=value[sub]))
+            for (top, sub), message in REMOVED_KEYS.items() if top == key and sub in value]
+
+
+def _without_removed(variables: dict[str, Any]) -> dict[str, Any]:
+    """`variables` less the removed keys (reported on their own), for validation."""
+    out = dict(variables)
+    for top, sub in REMOVED_KEYS:
+        if isinstance(out.get(top), dict) and sub in out[top]:
+            out[top] = {k: v for k, v in out[top].items() if k != sub}
+    return out
+
+
 def _var_files(base: Path, name: str) -> list[Path]:
     single = [base / f"{name}{ext}" for ext in (".yml", ".yaml") if (base / f"{name}{ext}").is_file()]
     folder = base / name
@@ -164,7 +189,10 @@ def _var_files(base: Path, name: str) -> list[Path]:
 def _classify_key(
     key: str, value: Any, path: Path, specs: dict[str, RoleSpec], out: _Collector
 ) -> None:
-    """Validate a single variable that is not a `sovereign_*` one."""
+    """Validate a single variable that is not a `sovereign_*` one, and report
+    the removed keys a `sovereign_*` one holds."""
+    for dotted, message in _removed(key, value):
+        out.error(path, dotted, message)
     if key in ANSIBLE_CONNECTION_VARS or key.startswith("sovereign_"):
         return
     if key.startswith(VAULT_PREFIX):
@@ -266,8 +294,10 @@ def inventory_from_vars(hostvars: dict[str, dict[str, Any]], path: Path | str = 
         node = None
         if NODE_GROUP in groups:
             sovereign = {k: merged[k] for k in NodeVars.model_fields if k in merged}
+            problems += [f"{name}: {dotted}: {message}"
+                         for key, value in sovereign.items() for dotted, message in _removed(key, value)]
             try:
-                node = NodeVars.model_validate(sovereign)
+                node = NodeVars.model_validate(_without_removed(sovereign))
             except ValidationError as exc:
                 problems += validation_details(exc, name)
         hosts[name] = Host(name=name, groups=groups, vars=dict(merged), origins={}, node=node)
@@ -354,7 +384,8 @@ def load_inventory(path: Path | str) -> Inventory:
                                       f"required by role {role}; set it for {name}")
             sovereign = {k: v for k, v in merged.items() if k.startswith("sovereign_")}
             try:
-                node = NodeVars.model_validate(sovereign)
+                # A removed key was reported with its file when the file was read.
+                node = NodeVars.model_validate(_without_removed(sovereign))
             except ValidationError as exc:
                 _pydantic_problems(exc, origins, host_file, out)
         hosts[name] = Host(name=name, groups=ordered, vars=merged, origins=origins, node=node)

@@ -57,7 +57,10 @@ class Fabric(Strict):
 
 
 class MemoryPool(Strict):
-    gpu_pool_gib: PositiveInt
+    """How a node's memory is shared out beyond the GPU pool. The pool itself
+    is the kernel_params role's option `kernel_params_gpu_pool_gib` (the
+    ttm.pages_limit that Ansible enforces), read by the planner and the checks."""
+
     os_reserve_gib: PositiveInt
 
 
@@ -135,6 +138,10 @@ class ModelSpec(Strict):
     port: int | None = Field(default=None, ge=1024, le=65535)
     threads: PositiveInt | None = None
     parallel: PositiveInt | None = None
+    # How the router asks it: `chat` (/v1/chat/completions, the model's chat
+    # template) or `completion` (/completion with the tier's prompt template:
+    # base models that have no chat template, e.g. Gemma 3 270M).
+    api: Literal["chat", "completion"] | None = None
 
     @property
     def head(self) -> str:

@@ -2,8 +2,7 @@
 and how fast can it decode at best?
 
 Memory. Each node's GPU pool is `kernel_params_gpu_pool_gib` (the
-ttm.pages_limit the kernel_params role sets), else
-`sovereign_memory_pool.gpu_pool_gib`. From it we keep a headroom for
+ttm.pages_limit the kernel_params role sets). From it we keep a headroom for
 llama.cpp's compute buffers and the ROCm runtime: max(1 GiB, 5 % of the
 pool), 6.2 GiB of a 124 GiB pool. Why that much: a llama-server's compute
 buffer at the default 512-token micro-batch is a few hundred MiB to ~1.5 GiB
@@ -172,14 +171,12 @@ def _nodes(inventory: Inventory) -> dict[str, _Node]:
             raise InventoryError(f"{name}: no validated node variables",
                                  hint="`sovereign inventory check` shows what is wrong")
         pool = host.vars.get("kernel_params_gpu_pool_gib")
-        source = "kernel_params_gpu_pool_gib"
         if not isinstance(pool, int | float) or isinstance(pool, bool):
-            if node.sovereign_memory_pool is None:
-                raise InventoryError(
-                    f"{name}: no GPU pool size",
-                    hint=f"set kernel_params_gpu_pool_gib (or sovereign_memory_pool.gpu_pool_gib) for {name}")
-            pool, source = node.sovereign_memory_pool.gpu_pool_gib, "sovereign_memory_pool.gpu_pool_gib"
-        nodes[name] = _Node(name=name, pool=float(pool), pool_source=source,
+            raise InventoryError(
+                f"{name}: no GPU pool size",
+                hint=f"set kernel_params_gpu_pool_gib (the pool in GiB) for {name}, "
+                     "e.g. in group_vars/sovereign_nodes.yml")
+        nodes[name] = _Node(name=name, pool=float(pool), pool_source="kernel_params_gpu_pool_gib",
                             headroom=headroom_gib(float(pool)),
                             bandwidth=float(node.sovereign_hardware.memory_bandwidth_gbps))
     return nodes
@@ -331,8 +328,7 @@ def _plan_model(spec: ModelSpec, nodes: dict[str, _Node],
 def assumptions() -> list[str]:
     """The rules the plan applies, printed under it."""
     return [
-        "GPU pool per node: kernel_params_gpu_pool_gib (ttm.pages_limit), "
-        "else sovereign_memory_pool.gpu_pool_gib; sizes in GiB",
+        "GPU pool per node: kernel_params_gpu_pool_gib (ttm.pages_limit); sizes in GiB",
         f"headroom per node for compute buffers and the runtime: max({HEADROOM_MIN_GIB:g} GiB, "
         f"{HEADROOM_FRACTION:.0%} of the pool)",
         "always-warm models stay resident together; every other model is checked alone "

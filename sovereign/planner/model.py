@@ -20,7 +20,8 @@ class NodeCapacity(_Frozen):
 
     name: str
     pool_gib: float
-    pool_source: Literal["kernel_params_gpu_pool_gib", "sovereign_memory_pool.gpu_pool_gib"]
+    # Where the pool comes from (kept in the JSON for scripts; the role option alone).
+    pool_source: Literal["kernel_params_gpu_pool_gib"]
     headroom_gib: float
     always_warm: list[str]
     always_warm_gib: float

@@ -375,6 +375,46 @@ def test_results_on_a_recorded_profile_are_marked_simulated(
     assert (os_.status, os_.simulated) == (Status.PASS, False)
 
 
+# -- expectations: a role's default is declared once ---------------------------------------
+
+def roles_copy(home: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """The project's roles' argument specs copied under home/roles, the kernel_params
+    and rocm options edited by `change`, for SOVEREIGN_HOME=home."""
+    for spec in (h.PROJECT / "roles").glob("*/meta/argument_specs.yml"):
+        target = home / "roles" / spec.parent.parent.name / "meta" / spec.name
+        target.parent.mkdir(parents=True)
+        target.write_text(spec.read_text())
+    for role in ("kernel_params", "rocm"):
+        h.edit_yaml(home / "roles" / role / "meta" / "argument_specs.yml",
+                    lambda d: change(d["argument_specs"]["main"]["options"]))
+    return home
+
+
+def test_expectations_follow_the_roles_declared_defaults(
+        make_bundle: Callable[..., Path], lab_copy: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Change a default in a copy of a role's meta/argument_specs.yml and the
+    checks expect the new one, with or without an inventory."""
+    from sovereign.inventory import load_inventory
+
+    def change(options: dict[str, Any]) -> None:
+        for name, default in (("kernel_params_iommu", "force"), ("rocm_release", "7.3.1")):
+            if name in options:
+                options[name]["default"] = default
+
+    h.edit_yaml(lab_copy / "group_vars/sovereign_nodes.yml", lambda d: d.pop("kernel_params_iommu"))
+    assert Expectations.from_host(load_inventory(lab_copy).hosts["mimical-1"]).iommu == "pt"
+    assert judge(make_bundle, "GRUB-CMDLINE", GRUB_OK, Expectations()).status is Status.PASS
+
+    monkeypatch.setenv("SOVEREIGN_HOME", str(roles_copy(tmp_path / "home", change)))
+    expect = Expectations()
+    assert (expect.iommu, expect.rocm_release) == ("force", "7.3.1")
+    result = judge(make_bundle, "GRUB-CMDLINE", GRUB_OK, expect)
+    assert (result.status, result.message) == (Status.FAIL, "iommu=pt (want iommu=force)")
+    # A host whose inventory leaves the option to the role gets the role's default too.
+    assert Expectations.from_host(load_inventory(lab_copy).hosts["mimical-1"]).iommu == "force"
+
+
 # -- run_checks: ignore and robustness ---------------------------------------------------------
 
 def low_memory(make_bundle: Callable[..., Path]) -> Facts:

