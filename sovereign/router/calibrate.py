@@ -1,6 +1,6 @@
 """Calibration: map each tier's raw score to an observed probability of being correct.
 
-Ground truth comes from the ledger of attempts that carry a label:
+Ground truth comes from the stored attempts that carry a label:
 - `cloud`: a local attempt of a request that escalated to the cloud is judged
   against the cloud's answer (`agree`, below);
 - `labelled:<file>`: `sovereign router calibrate --examples FILE.jsonl` runs
@@ -30,11 +30,21 @@ import math
 import re
 import time
 import unicodedata
+import uuid
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
+
+from sovereign.errors import SovereignError
+from sovereign.router.scoring import score_answer
+from sovereign.router.store import Attempt
+from sovereign.router.tiers import TierError
+
+if TYPE_CHECKING:
+    from sovereign.router.service import Router
+    from sovereign.router.store import RouterStore
 
 Method = Literal["platt", "isotonic"]
 MIN_LABELS = 8
@@ -297,3 +307,96 @@ class CalibrationSet:
     def apply(self, tier: str, scorer: str, raw: float) -> float | None:
         c = self.by_key.get((tier, scorer))
         return c.apply(raw) if c else None
+
+    def merge(self, report: CalibrationReport) -> None:
+        """Put the report's kept calibrators in force; withdraw those that did
+        not help (a calibration no better than raw is not left in force)."""
+        for c in report.fitted:
+            if c.kept:
+                self.by_key[(c.tier, c.scorer)] = c
+            else:
+                self.by_key.pop((c.tier, c.scorer), None)
+
+
+def calibrate(store: RouterStore, path: Path, method: Method, *, dry_run: bool = False
+              ) -> tuple[CalibrationReport, int]:
+    """Fit every (tier, scorer) from the store's labelled attempts and, unless
+    `dry_run`, merge the result into the calibration file. Returns the report
+    and the number of labelled attempts it was fitted from."""
+    rows = store.labelled()
+    report = fit_all(rows, method)
+    if report.fitted and not dry_run:
+        existing = CalibrationSet.load(path)
+        existing.merge(report)
+        existing.save(path)
+        report.path = str(path)
+    return report, len(rows)
+
+
+# --------------------------------------------------------------------------- labelled examples
+
+
+async def probe(router: Router, messages: list[dict[str, str]], reference: str, source: str,
+                max_tokens: int | None = None) -> list[Attempt]:
+    """Calibration data: every runnable local tier answers, is scored by both
+    scorers, and is judged against the reference answer. Returns the labelled
+    attempts (the caller stores them); nothing leaves the cluster."""
+    rid = f"probe-{uuid.uuid4().hex[:24]}"
+    domain = router.ladder.classifier.assess(messages).domain
+    out: list[Attempt] = []
+    seq = 0
+    for tier in (t for t in router.settings.tiers if t.kind == "local"):
+        client = router.clients[tier.name]
+        if client.problem() is not None:
+            continue
+        seq += 1
+        try:
+            answer = await client.complete(messages, max_tokens=max_tokens, want_logprobs=True)
+        except TierError as exc:
+            out.append(Attempt(request_id=rid, seq=seq, at=time.time(), tier=tier.name, model=client.model,
+                               kind="local", decision=exc.kind, reason=exc.message, domain=domain))
+            continue
+        ok = agree(answer.text, reference)
+        # Both scorers on the same answer: the report compares what each one means.
+        verifier = router.clients.get(tier.verifier or "") or client
+        for kind in ("logprob", "verify"):
+            score = await score_answer(kind, messages, answer, verifier, router.settings.scoring)
+            out.append(Attempt(
+                request_id=rid, seq=seq, at=time.time(), tier=tier.name, model=answer.model, kind="local",
+                scorer=score.scorer, raw_score=score.raw, score=score.raw, threshold=tier.threshold,
+                latency_ms=answer.latency_ms, prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens, decision="probe",
+                reason=f"labelled example ({'agrees' if ok else 'disagrees'} with the reference)"
+                + (f"; {score.note}" if score.note else ""),
+                answer=answer.text, domain=domain, label=ok, label_source=source, features=score.features))
+            seq += 1
+    return out
+
+
+def read_examples(path: Path) -> list[tuple[list[dict[str, str]], str]]:
+    """(messages, reference answer) of each line of a JSONL file of
+    `{"prompt" or "messages", "answer"}`; a bad line is named."""
+    try:
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    except OSError as exc:
+        raise SovereignError(f"{path}: {exc.strerror}") from None
+    out = []
+    for i, line in enumerate(lines, start=1):
+        try:
+            ex: Any = json.loads(line)
+            messages = ex.get("messages") or [{"role": "user", "content": ex["prompt"]}]
+            out.append((messages, str(ex["answer"])))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise SovereignError(f"{path}:{i}: not an example",
+                                 hint='each line: {"prompt": "...", "answer": "..."}') from None
+    return out
+
+
+async def probe_examples(router: Router, store: RouterStore, path: Path, max_tokens: int) -> int:
+    """Every example of `path` through `probe`, the attempts stored; returns how many."""
+    total = 0
+    for messages, reference in read_examples(path):
+        attempts = await probe(router, messages, reference, f"labelled:{path.name}", max_tokens)
+        store.put_attempts(attempts)
+        total += len(attempts)
+    return total

@@ -1,49 +1,42 @@
-"""The router's settings: one object, from the inventory, a file and the environment.
+"""The router's settings: one object, built by the kit (sovereign.service.settings).
 
-Precedence, lowest first: built-in defaults → the inventory (`sovereign_router_tiers`,
-`sovereign_models`, `sovereign_egress`, and, once the inventory models carry
-them, `sovereign_router_providers` / `sovereign_router`) → a YAML or JSON file
-(`--config`) → `SOVEREIGN_ROUTER_*` environment variables, nested with `__`
+Precedence, lowest first: the defaults declared here → the typed inventory
+models (`sovereign_router_tiers`, `sovereign_models`, `sovereign_egress` of
+the orchestrator: only what the inventory states is taken, so each default
+lives here once) → a YAML or JSON file (`--config`) →
+`SOVEREIGN_ROUTER_*` environment variables, nested with `__`
 (`SOVEREIGN_ROUTER_STORE__DSN=postgresql://…`,
 `SOVEREIGN_ROUTER_EGRESS__KILL_SWITCH=true`) → command-line flags.
-
-The inventory is read leniently here: keys the inventory models do not know
-yet (a model's `port`, a tier's `timeout_s`) are picked up when present and
-defaulted when not, so the router runs on today's inventory and on tomorrow's.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
 
-from sovereign.errors import ExitCode, InventoryError, SovereignError, validation_details
-from sovereign.paths import state_dir
+from sovereign.errors import InventoryError
+from sovereign.service.settings import (
+    Section,
+    ServiceSettings,
+    build_settings,
+    deep_merge,
+    env_prefix,
+    service_config,
+    validate_values,
+)
 
 if TYPE_CHECKING:
-    from sovereign.inventory.loader import Inventory
+    from sovereign.inventory.loader import Host, Inventory
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "SOVEREIGN_ROUTER_"
+SERVICE = "router"
+ENV_PREFIX = env_prefix(SERVICE)
 SIMULATED = "cloud stand-in (simulated)"
-
-
-class RouterConfigError(SovereignError):
-    """The router's configuration is invalid (exit code 3, like the inventory)."""
-
-    exit_code = ExitCode.INVALID_CONFIG
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ListenSettings(Section):
@@ -179,9 +172,10 @@ class ScoringSettings(Section):
     verify_top_logprobs: int = Field(default=20, ge=1, le=20)
 
 
-class RouterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
-                                      extra="forbid", case_sensitive=False)
+class RouterSettings(ServiceSettings):
+    model_config = service_config(SERVICE)
+    service: ClassVar[str] = SERVICE
+    merge_by_name: ClassVar[tuple[str, ...]] = ("tiers",)
 
     listen: ListenSettings = ListenSettings()
     tiers: list[TierSettings] = []
@@ -191,7 +185,6 @@ class RouterSettings(BaseSettings):
     store: StoreSettings = StoreSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     scoring: ScoringSettings = ScoringSettings()
-    state_dir: Path | None = None
     calibration_file: Path | None = None
     # The key the local tiers' llama-servers require (phase 4's
     # vault_llama_api_key): given here, or read from the environment variable
@@ -200,16 +193,6 @@ class RouterSettings(BaseSettings):
     local_api_key_env: str = "SOVEREIGN_LLAMA_API_KEY"
     down_retry_s: float = Field(default=15.0, ge=0, description="a failed tier is skipped this long")
     max_request_bytes: int = 1_000_000
-    source: list[str] = Field(default_factory=list, description="where the settings came from")
-
-    @classmethod
-    def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the inventory and the file (both arrive as init kwargs).
-        return (env_settings, init_settings)
 
     @model_validator(mode="after")
     def _cross(self) -> RouterSettings:
@@ -227,11 +210,6 @@ class RouterSettings(BaseSettings):
         return self
 
     # ---------------------------------------------------------------- derived paths
-    def state(self) -> Path:
-        path = self.state_dir or (state_dir() / "router")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
     def sqlite_path(self) -> Path:
         return self.store.path or self.state() / "router.sqlite3"
 
@@ -260,10 +238,6 @@ class RouterSettings(BaseSettings):
             return SecretStr(os.environ[p.api_key_env])
         return None
 
-    def public_dump(self) -> dict[str, Any]:
-        """The effective settings with every secret masked."""
-        return json.loads(self.model_dump_json())  # SecretStr dumps as '**********'
-
 
 # Public OpenAI-compatible endpoints of the providers the production inventory names.
 # A provider still needs a `model` (and its key) before its tier can run.
@@ -276,10 +250,9 @@ KNOWN_PROVIDERS: dict[str, dict[str, Any]] = {
                       "api_key_env": "SOVEREIGN_CLOUD_STANDIN_KEY", "simulated": True},
 }
 
-_TIER_KEYS = set(TierSettings.model_fields) - {"kind", "unconfigured"}
 
 
-def _router_host(inv: Any) -> Any:
+def router_host(inv: Inventory) -> Host:
     """The host whose variables configure the router: the orchestrator, else the first node."""
     nodes = inv.nodes()
     for name in nodes:
@@ -291,62 +264,64 @@ def _router_host(inv: Any) -> Any:
     return inv.hosts[nodes[0]]
 
 
-def from_inventory(path: Path) -> dict[str, Any]:
-    """Router settings (as a plain dict) from an inventory directory."""
+def from_inventory(path: Path) -> tuple[dict[str, Any], str]:
+    """The inventory's part of the router's settings, and where it came from."""
     from sovereign.inventory import load_inventory
 
     return settings_from_inventory(load_inventory(path))
 
 
-def settings_from_inventory(inv: Inventory) -> dict[str, Any]:
-    """Router settings (as a plain dict) from a loaded inventory, or from the
-    hosts of a running play (sovereign.inventory.loader.inventory_from_vars)."""
-    host = _router_host(inv)
-    v = host.vars
-    models = {m.get("name"): m for m in v.get("sovereign_models", []) if isinstance(m, dict)}
+def settings_from_inventory(inv: Inventory) -> tuple[dict[str, Any], str]:
+    """What the validated inventory states about the router, as settings
+    values, and a line naming the inventory and host. Only what the inventory
+    sets is taken: the defaults are this module's."""
+    host = router_host(inv)
+    node = host.node
+    if node is None:
+        raise InventoryError(f"{inv.path}: {host.name} has no valid sovereign_* variables",
+                             hint="`sovereign inventory check` names the problem")
+    models = {m.name: m for m in node.sovereign_models}
     tiers: list[dict[str, Any]] = []
     providers: dict[str, dict[str, Any]] = {}
-    for raw in v.get("sovereign_router_tiers", []) or []:
-        tier = {k: raw[k] for k in raw if k in _TIER_KEYS}
-        if raw.get("provider"):
-            tier["kind"] = "cloud"
-            providers.setdefault(raw["provider"], {"name": raw["provider"],
-                                                   **KNOWN_PROVIDERS.get(raw["provider"], {})})
+    for t in node.sovereign_router_tiers:
+        tier: dict[str, Any] = t.model_dump(exclude_unset=True, exclude={"model", "provider"})
+        if t.provider is not None:
+            tier.update(kind="cloud", provider=t.provider)
+            providers.setdefault(t.provider, {"name": t.provider, **KNOWN_PROVIDERS.get(t.provider, {})})
         else:
-            tier["kind"] = "local"
-            model = models.get(raw.get("model"), {})
-            if "endpoint" not in tier:
-                placement = model.get("placement") or []
-                head = inv.hosts.get(placement[0]) if placement else None
-                address = head.vars.get("ansible_host", head.name) if head else None
-                port = model.get("port")
-                if address and port:
-                    tier["endpoint"] = f"http://{address}:{port}"
-                else:
-                    tier["unconfigured"] = (f"model {raw.get('model')!r} has no `port` in sovereign_models; "
-                                            "set it there or give the tier an endpoint in the router config")
-            if "api" not in tier and model.get("api"):
-                tier["api"] = model["api"]
-            if model.get("enabled") is False:
+            tier.update(kind="local", model=t.model)
+            model = models.get(t.model or "")
+            head = inv.hosts.get(model.head) if model else None
+            if model is not None and head is not None and model.port is not None:
+                tier["endpoint"] = f"http://{head.vars.get('ansible_host', head.name)}:{model.port}"
+            if model is not None and model.api is not None:
+                tier["api"] = model.api
+            if model is not None and not model.enabled:
                 tier["enabled"] = False
         tiers.append(tier)
-    for raw in v.get("sovereign_router_providers", []) or []:
-        if isinstance(raw, dict) and raw.get("name"):
-            providers[raw["name"]] = {**providers.get(raw["name"], {}), **raw}
-    out: dict[str, Any] = {"tiers": tiers, "providers": providers,
-                           "source": [f"inventory {inv.path} (host {host.name})"]}
+    out: dict[str, Any] = {"tiers": tiers, "providers": providers}
     # A plain key (the lab's, which is not secret); a vault-encrypted one is
     # not readable here and comes from the environment instead.
-    key = v.get("llama_server_api_key", v.get("vault_llama_api_key"))
+    key = host.vars.get("llama_server_api_key", host.vars.get("vault_llama_api_key"))
     if isinstance(key, str) and key and "{{" not in key:
         out["local_api_key"] = key
-    egress = v.get("sovereign_egress")
-    if isinstance(egress, dict):
-        out["egress"] = dict(egress)
-    extra = v.get("sovereign_router")
-    if isinstance(extra, dict):
-        out = _deep_merge(out, extra)
-    return out
+    if node.sovereign_egress is not None:
+        out["egress"] = node.sovereign_egress.model_dump(exclude_unset=True)
+    return out, f"inventory {inv.path} (host {host.name})"
+
+
+def _mark_unconfigured(data: dict[str, Any]) -> None:
+    """A local tier without an endpoint cannot run: say why (after every
+    source is merged, so a file's endpoint counts)."""
+    for tier in data.get("tiers", []):
+        if tier.get("kind", "local") != "local":
+            continue
+        if tier.get("endpoint"):
+            tier.pop("unconfigured", None)
+        elif not tier.get("unconfigured"):
+            tier["unconfigured"] = (f"model {tier.get('model')!r} has no `port` in sovereign_models (or is "
+                                    "not placed); set it there or give the tier an endpoint in the router "
+                                    "config")
 
 
 def deployable_config(inv: Inventory, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -354,85 +329,23 @@ def deployable_config(inv: Inventory, overrides: dict[str, Any] | None = None) -
     the inventory's settings with `overrides` merged over them as a file's are
     (tiers by name), validated, without their provenance and without any
     secret (the unit passes keys in its environment)."""
-    data = _deep_merge(settings_from_inventory(inv), overrides or {})
-    data.pop("source", None)
+    values, _ = settings_from_inventory(inv)
+    data = deep_merge(values, overrides or {}, RouterSettings.merge_by_name)
+    _mark_unconfigured(data)
     data.pop("local_api_key", None)
     for provider in data.get("providers", {}).values():
         provider.pop("api_key", None)
-    try:
-        RouterSettings(**data)
-    except ValidationError as exc:
-        raise RouterConfigError(
-            "the inventory's router settings are not valid",
-            hint="fix sovereign_router_tiers, sovereign_router_providers or sovereign_router",
-            details=validation_details(exc),
-        ) from None
-    return data
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, val in over.items():
-        if isinstance(val, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], val)
-        elif k == "tiers" and isinstance(val, list) and isinstance(out.get(k), list):
-            # Tiers merge by name: a file can override one field of one inventory tier.
-            by_name = {t.get("name"): dict(t) for t in out[k]}
-            order = [t.get("name") for t in out[k]]
-            for t in val:
-                if t.get("name") in by_name:
-                    by_name[t["name"]].update(t)
-                    if "endpoint" in t:
-                        by_name[t["name"]].pop("unconfigured", None)
-                else:
-                    by_name[t.get("name")] = dict(t)
-                    order.append(t.get("name"))
-            out[k] = [by_name[n] for n in order]
-        else:
-            out[k] = val
-    return out
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RouterConfigError(f"{path}: cannot read the router config ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text) if path.suffix != ".json" else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise RouterConfigError(f"{path}: not valid YAML/JSON: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RouterConfigError(f"{path}: the router config must be a mapping")
+    validate_values(RouterSettings, data,
+                    hint="fix sovereign_router_tiers, sovereign_models or router_config")
     return data
 
 
 def load_settings(inventory: Path | None = None, config_file: Path | None = None) -> RouterSettings:
     """Build the settings: inventory, then file, then environment (the CLI then
     applies its flags to the returned object)."""
-    data: dict[str, Any] = {}
-    sources: list[str] = []
-    if inventory is not None:
-        inv = from_inventory(inventory)
-        sources += inv.pop("source", [])
-        data = _deep_merge(data, inv)
-    if config_file is not None:
-        data = _deep_merge(data, read_config_file(config_file))
-        sources.append(f"file {config_file}")
-    if any(k.upper().startswith(ENV_PREFIX) for k in os.environ):
-        sources.append(f"environment {ENV_PREFIX}*")
-    data["source"] = sources
-    try:
-        settings = RouterSettings(**data)
-    except ValidationError as exc:
-        where = str(config_file or inventory or "settings")
-        raise RouterConfigError(
-            "the router configuration is not valid",
-            hint=f"fix the keys above in {where} or the {ENV_PREFIX}* environment",
-            details=validation_details(exc, where),
-        ) from None
+    part = from_inventory(inventory) if inventory is not None else None
+    settings = build_settings(RouterSettings, inventory=part, config_file=config_file,
+                              adjust=_mark_unconfigured)
     for t in settings.tiers:
         if t.kind == "cloud" and t.provider not in settings.providers:
             settings.providers[t.provider or ""] = ProviderSettings(

@@ -16,15 +16,19 @@ vectors grouped by domain and system prompt), loaded from the store at
 start-up and updated on every write; a hit is confirmed against the store
 (a primary-key read), so a crystal forgotten with `sovereign router crystals
 forget` stops matching at once. With the store down, hits are served from the
-index and the writes go to the spool.
+index and the writes go to the outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import re
 import threading
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,18 +38,43 @@ from pydantic import BaseModel
 
 from sovereign.router.config import StoreSettings
 from sovereign.router.embed import Embedder
-from sovereign.router.spool import Spool
-from sovereign.router.store.base import (
-    Crystal,
-    SqlStore,
-    StoreUnavailable,
-    exact_key,
-    is_single_turn,
-    numbers_of,
-    system_key,
-)
+from sovereign.router.store import Crystal, RouterStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def normalise_text(text: str) -> str:
+    """NFKC, case-folded, whitespace collapsed: the exact-match normal form."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def exact_key(messages: list[dict[str, str]]) -> str:
+    norm = [[m["role"], normalise_text(m["content"])] for m in messages]
+    return hashlib.sha256(json.dumps(norm, ensure_ascii=False).encode()).hexdigest()
+
+
+def system_key(messages: list[dict[str, str]]) -> str:
+    system = "\n".join(normalise_text(m["content"]) for m in messages if m["role"] == "system")
+    return hashlib.sha256(system.encode()).hexdigest()[:16] if system else ""
+
+
+def is_single_turn(messages: list[dict[str, str]]) -> bool:
+    """One user message and no assistant turn (system messages allowed)."""
+    roles = [m["role"] for m in messages if m["role"] != "system"]
+    return roles == ["user"]
+
+
+_NUM = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def numbers_of(text: str) -> tuple[str, ...]:
+    """The numbers in a prompt: a semantic match must carry the same ones
+    ("2+2" and "2+3" embed within 0.89 of each other)."""
+    return tuple(sorted(_NUM.findall(text)))
+
 
 
 class Hit(BaseModel):
@@ -157,12 +186,10 @@ class SemanticIndex:
 
 
 class Crystallizer:
-    def __init__(self, settings: StoreSettings, store: SqlStore | None, embedder: Embedder | None,
-                 spool: Spool) -> None:
+    def __init__(self, settings: StoreSettings, store: RouterStore | None, embedder: Embedder | None) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.spool = spool
         self.index = SemanticIndex(embedder.dim if embedder else 384)
         self.loaded = False
         self._queue: list[tuple[str, asyncio.Future[np.ndarray]]] = []
@@ -174,17 +201,12 @@ class Crystallizer:
         if self.store is None:
             return 0
         t0 = time.perf_counter()
-        rows = self.store._execute(
-            "SELECT id, exact_key, domain, single_turn, system_key, prompt, answer, provider, model, "
-            "created_at, embedding, embedder FROM crystals", fetch="all")
+        rows = self.store.index_rows()
         name = self.embedder.name if self.embedder else None
-        for r in rows:
-            c = Crystal(id=r[0], exact_key=r[1], domain=r[2], single_turn=bool(r[3]), system_key=r[4],
-                        prompt=r[5], answer=r[6], provider=r[7], model=r[8], created_at=r[9],
-                        messages=[], raw_response={})
+        for c, embedding, embedder in rows:
             vec = None
-            if r[10] is not None and r[11] == name and name is not None:
-                vec = np.frombuffer(bytes(r[10]), dtype="<f4")
+            if embedding is not None and embedder == name and name is not None:
+                vec = np.frombuffer(embedding, dtype="<f4")
                 if vec.shape[0] != self.index.dim:
                     vec = None
             self.index.add(c, vec)

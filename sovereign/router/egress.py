@@ -14,7 +14,7 @@ concurrent requests cannot overrun it together.
 
 Every decision, allowed or denied, becomes an `AuditEntry` (time, request,
 provider, domain, decision, reason, tokens, cost), written to the store (or
-the spool) and logged. This is the router's own policy; on the real cluster
+the outbox) and logged. This is the router's own policy; on the real cluster
 the DPU's OVS rules and the hosts' nftables enforce egress underneath it.
 """
 
@@ -26,11 +26,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sovereign.router.config import EgressSettings, ProviderSettings
-from sovereign.router.store.base import AuditEntry
+from sovereign.router.store import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,27 @@ def cost_of(provider: ProviderSettings | None, prompt_tokens: int, completion_to
         return 0.0
     return (prompt_tokens * provider.cost_per_1k_prompt_usd
             + completion_tokens * provider.cost_per_1k_completion_usd) / 1000.0
+
+
+class KillSwitch(BaseModel):
+    """The kill switch's state after an action: `off` makes the file, `on` removes it."""
+
+    killed: bool
+    file: str
+    by_settings: bool = Field(description="egress.kill_switch is true: the file alone cannot turn egress on")
+
+
+def kill_switch(settings: EgressSettings, path: Path, action: Literal["off", "on", "status"]) -> KillSwitch:
+    """`off`: every cloud call is denied from the next request on, without a
+    restart (the gate looks for the file on each call); `on`: the file is
+    removed; `status`: neither."""
+    if action == "off":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"egress switched off at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    elif action == "on":
+        path.unlink(missing_ok=True)
+    return KillSwitch(killed=settings.kill_switch or path.exists(), file=str(path),
+                      by_settings=settings.kill_switch)
 
 
 class EgressGate:

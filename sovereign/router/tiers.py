@@ -8,6 +8,13 @@ from `prompt_template`). A cloud tier is a provider's OpenAI-compatible
 
 Every failure becomes a `TierError` with a kind (`timeout`, `down`, `http`,
 `bad-response`, `unconfigured`) and a redacted message.
+
+A local tier's text is cut at its chat-template markers (markers.py): the
+model's own, read once from llama-server's `GET /props` and cached, and its
+prompt template's. They also go out as `stop` strings (a `/completion` tier's
+with its `stop`). `TierAnswer.cut` names the marker an answer was cut at; the
+tokens after it are dropped with the text, so they are not scored either. A
+cloud tier's answer is left as it is.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from sovereign.router.config import ProviderSettings, TierSettings
-from sovereign.router.redact import redact
+from sovereign.router.markers import Markers, markers_for
+from sovereign.service.redact import redact
 
 log = logging.getLogger(__name__)
 
 ErrorKind = Literal["timeout", "down", "http", "bad-response", "unconfigured"]
+PROPS_RETRY_S = 60.0  # a tier whose /props could not be read is asked again after this
 
 
 class TierError(Exception):
@@ -58,6 +67,7 @@ class TierAnswer(BaseModel):
     latency_ms: float = 0.0
     raw: dict[str, Any] = {}
     simulated: bool = False
+    cut: str | None = None  # the template marker the text was cut at
 
 
 def _tokens_from(items: list[dict[str, Any]] | None) -> list[TokenLP]:
@@ -72,6 +82,28 @@ def _tokens_from(items: list[dict[str, Any]] | None) -> list[TokenLP]:
         except (KeyError, TypeError, ValueError):
             continue
     return out
+
+
+def _cut(text: str, tokens: list[TokenLP], marks: Markers | None) -> tuple[str, list[TokenLP], str | None]:
+    """The text cut at its first template marker, with the tokens that make up what is kept."""
+    if marks is None:
+        return text, tokens, None
+    cut = marks.cut(text)
+    if cut.marker is None:
+        return text, tokens, None
+    kept, pos = [], 0
+    for tok in tokens:
+        end = pos + len(tok.token)
+        if tok.token and pos < cut.end and end > cut.start:
+            kept.append(tok)
+        pos = end
+    return cut.text, kept, cut.marker
+
+
+def _finish(finish: str, cut: str | None) -> str:
+    """An answer cut at an end-of-turn marker ended there, whatever the server says;
+    one that only lost its leading header did not."""
+    return "stop" if cut and cut != "header" else finish
 
 
 def render_prompt(messages: list[dict[str, str]], template: str) -> str:
@@ -94,6 +126,9 @@ class TierClient:
         self.http = http
         self.provider = provider
         self._key = api_key
+        self.props: dict[str, Any] | None = None  # llama-server's /props, once read
+        self._markers: Markers | None = None
+        self._markers_until = 0.0  # when markers read without /props are read again
 
     @property
     def name(self) -> str:
@@ -162,6 +197,32 @@ class TierClient:
             raise TierError("bad-response", f"{self.name}: {url} answered JSON that is not an object")
         return data
 
+    async def markers(self) -> Markers | None:
+        """The tier's template markers (None for a cloud tier): from its `/props`,
+        read once and cached (retried after PROPS_RETRY_S when it could not be
+        read), and from its prompt template."""
+        t = self.tier
+        if t.kind != "local":
+            return None
+        if self._markers is not None and (self.props is not None or time.monotonic() < self._markers_until):
+            return self._markers
+        props = None
+        try:
+            resp = await self.http.get(self._url("/props"), headers=self._headers(),
+                                       timeout=min(2.0, t.timeout_s))
+            if resp.status_code == 200 and isinstance(body := resp.json(), dict):
+                props = body
+            else:
+                log.info("%s: /props answered HTTP %s; markers from the prompt template",
+                         self.name, resp.status_code)
+        except (httpx.HTTPError, ValueError) as exc:
+            log.info("%s: /props unavailable (%s); markers from the prompt template",
+                     self.name, type(exc).__name__)
+        self.props = props
+        self._markers = markers_for(props, t.prompt_template, completion=t.api == "completion")
+        self._markers_until = time.monotonic() + PROPS_RETRY_S
+        return self._markers
+
     async def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
                        temperature: float | None = None, want_logprobs: bool = True,
                        top_logprobs: int | None = None) -> TierAnswer:
@@ -169,25 +230,29 @@ class TierClient:
         n_top = t.top_logprobs if top_logprobs is None else top_logprobs
         max_tokens = min(max_tokens or t.max_tokens, t.max_tokens)
         temperature = 0.0 if temperature is None else temperature
+        marks = await self.markers()
         started = time.perf_counter()
+        stop = list(dict.fromkeys([*t.stop, *marks.stop()])) if marks else t.stop
         if t.kind == "local" and t.api == "completion":
             body: dict[str, Any] = {"prompt": render_prompt(messages, t.prompt_template),
                                     "n_predict": max_tokens,
-                                    "temperature": temperature, "stop": t.stop, "cache_prompt": True}
+                                    "temperature": temperature, "stop": stop, "cache_prompt": True}
             if want_logprobs:
                 body["n_probs"] = max(n_top, 1)
             data = await self._post("/completion", body, t.timeout_s)
-            return self._from_completion(data, started)
+            return self._from_completion(data, started, marks)
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": temperature, "stream": False}
+        if marks:
+            body["stop"] = marks.special
         if want_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = n_top
         path = "/chat/completions" if t.kind == "cloud" else "/v1/chat/completions"
         data = await self._post(path, body, t.timeout_s)
-        return self._from_chat(data, started)
+        return self._from_chat(data, started, marks)
 
-    def _from_chat(self, data: dict[str, Any], started: float) -> TierAnswer:
+    def _from_chat(self, data: dict[str, Any], started: float, marks: Markers | None = None) -> TierAnswer:
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
@@ -195,24 +260,28 @@ class TierClient:
             raise TierError("bad-response", f"{self.name}: no choices[0].message in the answer") from None
         usage = data.get("usage") or {}
         lp = choice.get("logprobs") or {}
+        tokens = _tokens_from(lp.get("content") if isinstance(lp, dict) else None)
+        finish = str(choice.get("finish_reason") or "stop")
+        text, tokens, cut = _cut(text, tokens, marks)
         return TierAnswer(
             tier=self.name, model=str(data.get("model") or self.model), text=text,
-            finish_reason=str(choice.get("finish_reason") or "stop"),
-            tokens=_tokens_from(lp.get("content") if isinstance(lp, dict) else None),
+            finish_reason=_finish(finish, cut), tokens=tokens, cut=cut,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_ms=(time.perf_counter() - started) * 1000, raw=data, simulated=self.simulated,
         )
 
-    def _from_completion(self, data: dict[str, Any], started: float) -> TierAnswer:
+    def _from_completion(self, data: dict[str, Any], started: float,
+                         marks: Markers | None = None) -> TierAnswer:
         if "content" not in data:
             raise TierError("bad-response", f"{self.name}: /completion answer has no content")
         stop_type = data.get("stop_type")
         finish = "length" if stop_type == "limit" or data.get("truncated") else "stop"
-        text = str(data.get("content") or "").strip()
+        text, tokens, cut = _cut(str(data.get("content") or ""),
+                                 _tokens_from(data.get("completion_probabilities")), marks)
         return TierAnswer(
-            tier=self.name, model=self.model, text=text, finish_reason=finish,
-            tokens=_tokens_from(data.get("completion_probabilities")),
+            tier=self.name, model=self.model, text=text.strip(), finish_reason=_finish(finish, cut),
+            tokens=tokens, cut=cut,
             prompt_tokens=int(data.get("tokens_evaluated") or 0),
             completion_tokens=int(data.get("tokens_predicted") or 0),
             latency_ms=(time.perf_counter() - started) * 1000, raw=data,

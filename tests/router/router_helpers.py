@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from sovereign.router.testbed import LlamaServer, ThreadedServer
+from testbed import LlamaServer, ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "inventory" / "lab"

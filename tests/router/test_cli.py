@@ -17,7 +17,8 @@ from sovereign.cli import render
 from sovereign.cli.main import app
 from sovereign.router.calibrate import CalibrationSet
 from sovereign.router.config import load_settings
-from sovereign.router.store import Attempt, AuditEntry, Crystal, exact_key, open_store, system_key
+from sovereign.router.crystals import exact_key, system_key
+from sovereign.router.store import Attempt, AuditEntry, Crystal, open_store
 
 
 @pytest.fixture
@@ -110,14 +111,14 @@ def test_config_masks_secrets(runner: CliRunner, monkeypatch: pytest.MonkeyPatch
     assert "http://10.213.77.12:8081" in out and "http://10.213.77.11:8082" in out
 
 
-def test_invalid_config_exits_3(runner: CliRunner, tmp_path: Path) -> None:
+def test_invalid_config_exits_11(runner: CliRunner, tmp_path: Path) -> None:
     f = tmp_path / "bad.yml"
     f.write_text(yaml.safe_dump({"listen": {"port": "not-a-port"}}))
     code, out = run(runner, "config", "--config", str(f))
-    assert code == 3 and "listen.port" in out and "hint:" in out
+    assert code == 11 and "listen.port" in out and "hint:" in out
 
 
-def test_calibrate_from_the_ledger(runner: CliRunner) -> None:
+def test_calibrate_from_the_attempts(runner: CliRunner) -> None:
     store = open_store(load_settings(LAB))
     rng = np.random.default_rng(7)
     atts = []
@@ -177,8 +178,7 @@ def test_serve_runs_the_service(tmp_path: Path) -> None:
     import sys
 
     import httpx
-
-    from sovereign.router.testbed import free_port
+    from testbed import free_port
 
     port = free_port()
     cfg = tmp_path / "r.yml"
@@ -221,3 +221,26 @@ def test_config_from_the_file_alone(runner: CliRunner, tmp_path: Path) -> None:
     data = json.loads(out)
     assert [t["name"] for t in data["tiers"]] == ["only"] and data["listen"]["port"] == 9002
     assert data["source"] == [f"file {f}"]
+
+
+def test_path_line_says_how_each_answer_came() -> None:
+    from sovereign.cli.router import path_line
+
+    def step(tier: str, decision: str, score: float | None = None) -> dict:
+        return {"tier": tier, "decision": decision, "score": score}
+
+    climbed = {"tier": "cloud", "simulated": True, "crystal_id": "c1", "domain": "general",
+               "path": [step("system-1", "below-threshold", 0.261), step("system-2", "below-threshold", 0.39),
+                        step("cloud", "accepted", 1.0)]}
+    assert path_line(climbed) == ("system-1 below 0.26 → system-2 below 0.39 → cloud (simulated)"
+                                  " → crystallized")
+    hit = {"tier": "crystal", "crystallized": {"match": "exact"},
+           "path": [step("crystals", "crystallized", 1)]}
+    assert path_line(hit) == "crystal exact"
+    denied = {"tier": "system-2", "below_threshold": True, "domain": "financial",
+              "path": [step("system-1", "below-threshold", 0.2), step("system-2", "below-threshold", 0.3),
+                       step("cloud", "egress-denied")]}
+    assert path_line(denied) == ("system-1 below 0.20 → system-2 below 0.30 → cloud egress denied (financial)"
+                                 " → best local answer, below threshold")
+    local = {"tier": "system-1", "path": [step("system-1", "accepted", 0.9)]}
+    assert path_line(local) == "system-1 accepted 0.90"

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from router_helpers import LAB
 
-from sovereign.router.config import RouterConfigError, load_settings
+from sovereign.router.config import load_settings
+from sovereign.service.settings import ServiceConfigError
 
 PROD = LAB.parent / "production"
 
@@ -91,26 +92,26 @@ def test_invalid_settings_name_the_key(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump({"tiers": [{"name": "system-1", "threshold": 1.5}],
                                  "store": {"backend": "postgres"},
                                  "bogus": 1}))
-    with pytest.raises(RouterConfigError) as exc:
+    with pytest.raises(ServiceConfigError) as exc:
         load_settings(LAB, f)
     text = "\n".join(exc.value.details)
     assert "tiers.0.threshold" in text and "bogus" in text and "dsn" in text
-    assert exc.value.exit_code == 3
+    assert exc.value.exit_code == 11  # a service's settings are invalid (docs/cli.md)
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(RouterConfigError, match="cannot read"):
+    with pytest.raises(ServiceConfigError, match="cannot read"):
         load_settings(LAB, tmp_path / "missing.yml")
     bad = tmp_path / "bad.yml"
     bad.write_text("tiers: [\n")
-    with pytest.raises(RouterConfigError, match="not valid YAML"):
+    with pytest.raises(ServiceConfigError, match="not valid YAML"):
         load_settings(LAB, bad)
 
 
 def test_verifier_must_be_a_tier(tmp_path: Path) -> None:
     f = tmp_path / "r.yml"
     f.write_text(yaml.safe_dump({"tiers": [{"name": "system-1", "scorer": "verify", "verifier": "nope"}]}))
-    with pytest.raises(RouterConfigError, match="not valid"):
+    with pytest.raises(ServiceConfigError, match="not valid"):
         load_settings(LAB, f)
     f.write_text(yaml.safe_dump({"tiers": [{"name": "system-1", "scorer": "verify"}]}))
     assert load_settings(LAB, f).tiers[0].verifier == "system-1"  # verifies itself by default
@@ -135,6 +136,6 @@ def test_a_bad_override_is_refused_with_its_key() -> None:
     from sovereign.inventory import load_inventory
     from sovereign.router.config import deployable_config
 
-    with pytest.raises(RouterConfigError) as caught:
+    with pytest.raises(ServiceConfigError) as caught:
         deployable_config(load_inventory(LAB), {"listen": {"port": "eighty"}})
     assert caught.value.details[0].startswith("listen.port:")

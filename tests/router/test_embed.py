@@ -32,7 +32,7 @@ def test_paraphrase_is_closer_than_a_different_question(minilm) -> None:
     assert float(v[0] @ v[1]) > 0.9 > float(v[0] @ v[2])
 
 
-def test_model_dir_is_found_in_the_artifact_cache(minilm_dir: Path) -> None:
+def test_model_dir_is_found_in_the_download_cache(minilm_dir: Path) -> None:
     assert minilm_model_dir() == minilm_dir
     assert minilm_model_dir(minilm_dir) == minilm_dir
 

@@ -175,7 +175,7 @@ def test_kill_switch_and_budget(live, standin, tmp_path: Path) -> None:
 
 
 def test_down_and_slow_tiers_are_skipped_and_recorded(live, smol_server, gemma_server, standin) -> None:
-    from sovereign.router.testbed import free_port
+    from testbed import free_port
 
     cfg = tiers_config(smol_server, gemma_server, standin.url)
     cfg["tiers"][0]["endpoint"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
@@ -196,7 +196,7 @@ def test_down_and_slow_tiers_are_skipped_and_recorded(live, smol_server, gemma_s
 
 
 def test_store_down_spools_and_replays(live, tmp_path: Path) -> None:
-    from sovereign.router.testbed import PostgresCluster, find_pg_bin
+    from testbed import PostgresCluster, find_pg_bin
 
     if find_pg_bin() is None:
         pytest.skip("PostgreSQL server binaries not installed")
@@ -215,7 +215,7 @@ def test_store_down_spools_and_replays(live, tmp_path: Path) -> None:
         assert health["status"] == "degraded" and health["store"]["ok"] is False
         assert health["spool_pending"] >= 3  # attempts, audit, crystal
         pg.start()
-        _, pending = srv.call(router.replay_spool())  # (the router's own ticker may have got there first)
+        _, pending = srv.call(router.replay_outbox())  # (the router's own ticker may have got there first)
         assert pending == 0
         store = open_store(settings)
         assert [c.answer for c in store.list_crystals()] == ["Rome."]
@@ -309,9 +309,10 @@ def test_api_key_never_leaks(live, smol_server, gemma_server, standin, monkeypat
     _, settings, client = live()
     monkeypatch.setenv("SOVEREIGN_CLOUD_STANDIN_KEY", wrong)
     # A second router reads the wrong key: the stand-in answers 401 and echoes it.
+    from testbed import ThreadedServer
+
     from sovereign.router.app import create_app
     from sovereign.router.config import load_settings
-    from sovereign.router.testbed import ThreadedServer
 
     cfg_path = Path(settings.state()).parent / "wrongkey.json"
     cfg_path.write_text(json.dumps(tiers_config(smol_server, gemma_server, standin.url)))
@@ -327,12 +328,12 @@ def test_api_key_never_leaks(live, smol_server, gemma_server, standin, monkeypat
         assert path[-1]["decision"] == "error" and "401" in path[-1]["reason"] and "***" in path[-1]["reason"]
         router = router_of(srv2)
         srv2.call(router.drain())
-        ledger = json.dumps([a.model_dump() for a in router.store.attempts()])
+        attempts = json.dumps([a.model_dump() for a in router.store.attempts()])
         audit = json.dumps([e.model_dump() for e in router.store.audit()])
         health = httpx.get(srv2.url + "/health", timeout=10).text
-        for text in (body, ledger, audit, health, caplog.text, json.dumps(dict(r.headers))):
+        for text in (body, attempts, audit, health, caplog.text, json.dumps(dict(r.headers))):
             assert wrong not in text
-        assert "***" in ledger
+        assert "***" in attempts
     finally:
         srv2.stop()
     # The right key works and is not in the logs either.

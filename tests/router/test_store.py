@@ -11,29 +11,30 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from sovereign.router.spool import Spool
+from sovereign.router.crystals import exact_key, is_single_turn, numbers_of, system_key
 from sovereign.router.store import (
+    ATTEMPTS,
+    AUDIT,
+    CRYSTALS,
+    KINDS,
     Attempt,
     AuditEntry,
     Crystal,
+    CrystalHit,
     Label,
-    SqlStore,
+    RouterStore,
     StoreUnavailable,
-    exact_key,
-    is_single_turn,
-    numbers_of,
-    system_key,
 )
-from sovereign.router.store.postgres import PostgresStore
-from sovereign.router.store.sqlite import SqliteStore
+from sovereign.service.outbox import Outbox
+from sovereign.service.sql import migrations_of, schema_version
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RouterStore]:
     if request.param == "sqlite":
-        s: SqlStore = SqliteStore(tmp_path / "r.sqlite3")
+        s = RouterStore.sqlite(tmp_path / "r.sqlite3")
     else:
-        s = PostgresStore(SecretStr(request.getfixturevalue("pg_dsn")))
+        s = RouterStore.postgres(SecretStr(request.getfixturevalue("pg_dsn")))
     s.migrate()
     yield s
     s.close()
@@ -63,16 +64,16 @@ def test_keys() -> None:
     assert numbers_of("What is 2+2, or 3.5?") == ("2", "2", "3.5")
 
 
-def test_migrations_are_numbered_and_idempotent(store: SqlStore) -> None:
-    files = store.migrations()
+def test_migrations_are_numbered_and_idempotent(store: RouterStore) -> None:
+    files = migrations_of("sovereign.router.store", store.db.dialect)
     assert [v for v, _, _ in files] == list(range(1, len(files) + 1))
-    assert store.schema_version() == len(files)
+    assert schema_version(store.db) == len(files)
     assert store.migrate() == len(files)  # nothing applied twice
-    rows = store._execute("SELECT version, name FROM schema_version ORDER BY version", fetch="all")
+    rows = store.db.execute("SELECT version, name FROM schema_version ORDER BY version", fetch="all")
     assert [tuple(r) for r in rows] == [(v, n) for v, n, _ in files]
 
 
-def test_crystal_round_trip(store: SqlStore) -> None:
+def test_crystal_round_trip(store: RouterStore) -> None:
     c = crystal()
     store.put_crystal(c)
     store.put_crystal(c)  # idempotent (the spool may replay it)
@@ -82,7 +83,7 @@ def test_crystal_round_trip(store: SqlStore) -> None:
     assert got.raw_response == c.raw_response and got.messages == c.messages
     assert got.embedding == c.embedding and got.single_turn is True
     assert store.get_crystal(c.id[:8]) is not None and store.get_crystal("zzzzzzzz") is None
-    store.record_hit(c.id, time.time())
+    store.record_hits([CrystalHit(id=c.id, at=time.time())])
     [summary] = store.list_crystals()
     assert summary.hits == 1 and summary.tokens == 9
     assert next(iter(store.iter_embeddings("test")))[0] == c.id
@@ -90,16 +91,16 @@ def test_crystal_round_trip(store: SqlStore) -> None:
 
 
 def test_postgres_keeps_json_as_jsonb(pg_dsn: str) -> None:
-    s = PostgresStore(SecretStr(pg_dsn))
+    s = RouterStore.postgres(SecretStr(pg_dsn))
     s.migrate()
     s.put_crystal(crystal())
-    row = s._execute("SELECT jsonb_typeof(raw_response), raw_response->'nested'->>'ok', "
+    row = s.db.execute("SELECT jsonb_typeof(raw_response), raw_response->'nested'->>'ok', "
                      "pg_typeof(raw_response)::text, jsonb_typeof(messages) FROM crystals", fetch="one")
     assert tuple(row) == ("object", "true", "jsonb", "array")
     s.close()
 
 
-def test_ledger_labels_and_audit(store: SqlStore) -> None:
+def test_attempt_labels_and_audit(store: RouterStore) -> None:
     now = time.time()
     atts = [Attempt(request_id="r1", seq=1, at=now, tier="system-1", model="m", kind="local",
                     scorer="logprob",
@@ -123,13 +124,14 @@ def test_ledger_labels_and_audit(store: SqlStore) -> None:
     assert [e.decision for e in store.audit()] == ["allow", "deny"]
 
 
-def test_spool_replays_into_the_store_once(store: SqlStore, tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool")
+def test_spool_replays_into_the_store_once(store: RouterStore, tmp_path: Path) -> None:
+    spool = Outbox(tmp_path / "spool", KINDS)
     c = crystal()
-    spool.crystal(c)
-    spool.attempts([Attempt(request_id="r9", seq=1, at=time.time(), tier="cloud", decision="accepted")])
-    spool.audit([AuditEntry(uid="u9", at=time.time(), request_id="r9", provider="p", domain="general",
-                            decision="allow", reason="ok")])
+    spool.append(CRYSTALS, [c])
+    spool.append(ATTEMPTS, [Attempt(request_id="r9", seq=1, at=time.time(), tier="cloud",
+                                    decision="accepted")])
+    spool.append(AUDIT, [AuditEntry(uid="u9", at=time.time(), request_id="r9", provider="p", domain="general",
+                                    decision="allow", reason="ok")])
     assert spool.pending() == 3
     assert spool.replay(store) == (3, 0)
     assert spool.pending() == 0 and store.get_crystal(c.id) is not None
@@ -137,7 +139,7 @@ def test_spool_replays_into_the_store_once(store: SqlStore, tmp_path: Path) -> N
     assert len(store.attempts("r9")) == 1 and len(store.audit()) == 1
 
 
-class _Flaky(SqliteStore):
+class _Flaky(RouterStore):
     fail_after = 1
 
     def put_attempts(self, attempts):  # type: ignore[no-untyped-def]
@@ -148,10 +150,11 @@ class _Flaky(SqliteStore):
 
 
 def test_spool_keeps_what_did_not_make_it(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool")
+    spool = Outbox(tmp_path / "spool", KINDS)
     for i in range(3):
-        spool.attempts([Attempt(request_id=f"r{i}", seq=1, at=time.time(), tier="t", decision="accepted")])
-    flaky = _Flaky(tmp_path / "f.sqlite3")
+        spool.append(ATTEMPTS, [Attempt(request_id=f"r{i}", seq=1, at=time.time(), tier="t",
+                                        decision="accepted")])
+    flaky = _Flaky.sqlite(tmp_path / "f.sqlite3")
     flaky.migrate()
     assert spool.replay(flaky) == (1, 2)
     flaky.fail_after = 10
@@ -160,10 +163,10 @@ def test_spool_keeps_what_did_not_make_it(tmp_path: Path) -> None:
 
 
 def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
-    from sovereign.router.testbed import free_port
+    from testbed import free_port
 
     dsn = f"postgresql://router:pw-never-shown@127.0.0.1:{free_port()}/x"
     with pytest.raises(StoreUnavailable) as exc:
-        PostgresStore(SecretStr(dsn), connect_timeout_s=1)
+        RouterStore.postgres(SecretStr(dsn), connect_timeout_s=1)
     assert "pw-never-shown" not in exc.value.message
-    assert exc.value.exit_code == 6
+    assert exc.value.exit_code == 12  # the store is unavailable (docs/cli.md)

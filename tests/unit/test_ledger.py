@@ -186,3 +186,22 @@ def test_check_mode_rows_are_ignored_unless_asked_for(book: Ledger) -> None:
     assert book.latest(CLUSTER, "mimical-2", 2) is None
     last = book.last_applied(CLUSTER, "mimical-2", 2)
     assert last is None
+
+
+def test_a_ledger_of_the_previous_release_is_adopted(tmp_path: Path) -> None:
+    """A ledger made before the schema was versioned (its own CREATE IF NOT EXISTS
+    and an ALTER for the warnings column) keeps its rows and gets no second column."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    first = (Path(__file__).resolve().parents[2] / "sovereign" / "engine" / "migrations" / "sqlite"
+             / "0001_records_and_benchmarks.sql").read_text()
+    with sqlite3.connect(path) as db:
+        db.executescript(first)
+        db.execute("ALTER TABLE records ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'")
+        db.execute("INSERT INTO records (run_id, cluster, inventory, host, phase, status, started)"
+                   " VALUES ('r', 'c', 'i', 'h', 1, 'applied', 1.0)")
+    book = Ledger(path)
+    assert [r.status for r in book.history("c")] == ["applied"]
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]

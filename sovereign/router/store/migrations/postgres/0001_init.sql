@@ -1,4 +1,4 @@
--- The router's ledger and crystal store (Postgres, selected by a DSN).
+-- The router's store: crystals, attempts and the egress audit (Postgres, selected by a DSN).
 CREATE TABLE crystals (
     id                TEXT PRIMARY KEY,
     created_at        DOUBLE PRECISION NOT NULL,

@@ -1,4 +1,4 @@
--- The router's ledger and crystal store (SQLite, the embedded default).
+-- The router's store: crystals, attempts and the egress audit (SQLite, the embedded default).
 CREATE TABLE crystals (
     id                TEXT PRIMARY KEY,
     created_at        REAL NOT NULL,

