@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
-from sovereign.cli.render import console, guarded, print_json
-from sovereign.engine.bench import BenchReport, BenchResult, bench, raise_if_below
+from sovereign.cli.render import console, guarded, needs_provisioner, print_json
+
+if TYPE_CHECKING:
+    from sovereign.engine.bench import BenchReport, BenchResult
 
 HELP = """Run llama-bench on the nodes and set each model's speed beside its roofline.
 
@@ -69,7 +72,9 @@ def bench_cmd(
                                     help="llama-bench repetitions per test."),
     as_json: bool = JSON,
 ) -> None:
-    from sovereign.cli.progress import RichReporter
+    with needs_provisioner("bench"):
+        from sovereign.cli.progress import RichReporter
+        from sovereign.engine.bench import bench, raise_if_below
 
     report = bench(inventory_path(inventory), host=host, model=model, repetitions=repetitions,
                    reporter=None if as_json else RichReporter())

@@ -8,7 +8,7 @@ import typer
 
 from sovereign.checks import REGISTRY, Expectations, parse_ignore, run_checks, unknown_ids
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
-from sovereign.cli.render import checks_table, console, guarded, print_json
+from sovereign.cli.render import checks_table, console, guarded, needs_provisioner, print_json
 from sovereign.engine.phases import phase as get_phase
 from sovereign.errors import ExitCode, SovereignError
 from sovereign.hw.bundle import Bundle
@@ -30,7 +30,8 @@ def collect(
     """Write a capture bundle: one file per source (rocminfo, lspci -nnk,
     /proc/cmdline, ...) and manifest.json with each command, exit code and
     stderr. A source missing on the node is recorded as missing."""
-    from sovereign.hw import remote
+    with needs_provisioner("hw collect"):
+        from sovereign.hw import remote
 
     if local == (host is not None):
         raise SovereignError("give exactly one of --local or --host NAME")

@@ -6,8 +6,7 @@ import typer
 from rich.table import Table
 
 from sovereign.cli.options import JSON
-from sovereign.cli.render import console, err_console, guarded, print_json
-from sovereign.engine.provision import ledger
+from sovereign.cli.render import console, err_console, guarded, needs_provisioner, print_json
 from sovereign.inventory import load_inventory
 from sovereign.lab import lab
 from sovereign.paths import project_root
@@ -46,6 +45,9 @@ def down(as_json: bool = JSON) -> None:
     """Stop the nodes and remove everything the lab created: processes,
     mounts, links, namespaces and the nodes' files. The ledger keeps the
     lab's history, with each phase marked as reset."""
+    with needs_provisioner("lab down"):
+        from sovereign.engine.provision import ledger
+
     state = lab.down(log=lambda s: err_console.print(f"[dim]{s}[/]"))
     inv = load_inventory(project_root() / "inventory" / "lab")
     ledger().reset(inv.cluster_name, inv.nodes(), reason="lab down: the nodes were removed")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from sovereign.checks import parse_ignore, unknown_ids
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
-from sovereign.cli.render import console, guarded, print_json
+from sovereign.cli.render import console, guarded, needs_provisioner, print_json
 from sovereign.engine.phases import PHASES, parse_phase_list, parse_phase_name, require_built
-from sovereign.engine.provision import ProvisionResult, provision
 from sovereign.errors import SovereignError
+
+if TYPE_CHECKING:
+    from sovereign.engine.provision import ProvisionResult
 
 HELP = """Run build phases on the nodes: preflight checks → apply (Ansible) → verify
 checks → record in the ledger.
@@ -88,7 +91,9 @@ def provision_cmd(
     if unknown := unknown_ids(ignored):
         raise SovereignError(f"unknown check id(s): {', '.join(unknown)}",
                              hint="`sovereign hw checks` lists them")
-    from sovereign.cli.progress import RichReporter
+    with needs_provisioner("provision"):
+        from sovereign.cli.progress import RichReporter
+        from sovereign.engine.provision import provision
 
     result = provision(inventory_path(inventory), numbers, limit=limit, check=check,
                        ignore=ignored, resume=resuming and not force,

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from sovereign.cli.options import INVENTORY, inventory_path
-from sovereign.cli.render import console, guarded
+from sovereign.cli.render import console, guarded, needs_provisioner
 from sovereign.inventory import load_inventory
 
 app = typer.Typer(help="Zero-touch OS install over PXE: Ubuntu autoinstall from the inventory.",
@@ -24,7 +24,8 @@ def render(
     """Render each node's autoinstall (nodes/<host>/user-data, meta-data) and its
     GRUB netboot entry (grub/grub.cfg-01-<mac>) from the inventory's
     sovereign_pxe, sovereign_pxe_mac and sovereign_pxe_disk."""
-    from sovereign import pxe
+    with needs_provisioner("pxe render"):
+        from sovereign import pxe
 
     written = pxe.render(load_inventory(inventory_path(inventory)), out, limit)
     for path in written:

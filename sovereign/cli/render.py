@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -14,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sovereign.checks import CheckResult, Status
-from sovereign.errors import ExitCode, SovereignError
+from sovereign.errors import EnvironmentProblem, ExitCode, SovereignError
 
 # Pipes and CI logs get a wide, stable layout instead of rich's 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 150
@@ -50,6 +51,27 @@ def guarded(fn: F) -> F:
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# What the `provisioner` extra brings (pyproject.toml), by import name: the
+# controller has them, a node (the runtime only) does not.
+PROVISIONER_MODULES = frozenset({"ansible", "ansible_runner", "jinja2", "paramiko"})
+
+
+@contextlib.contextmanager
+def needs_provisioner(command: str) -> Iterator[None]:
+    """Around the imports of a command that drives the nodes (Ansible, SSH,
+    PXE): made inside the command, so that the CLI on a node runs the others,
+    and this one says what to install instead of a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in PROVISIONER_MODULES:
+            raise
+        raise EnvironmentProblem(
+            f"`sovereign {command}` needs {exc.name}, which this installation lacks (the runtime only)",
+            hint="it runs on the controller: pip install 'sovereign[provisioner]' (make setup does)",
+        ) from None
 
 
 def print_json(data: Any) -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 from rich.table import Table
 
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
-from sovereign.cli.render import console, guarded, print_json
+from sovereign.cli.render import console, guarded, needs_provisioner, print_json
 from sovereign.engine.phases import PHASES
-from sovereign.engine.provision import ledger
 from sovereign.engine.status import Cell, cluster_status
 
 STYLES = {
@@ -44,6 +43,9 @@ def status_cmd(inventory: Path | None = INVENTORY, as_json: bool = JSON) -> None
     """Show the build at a glance: each phase on each host, from the ledger
     (status, when, from which commit, reboot required, steps skipped on
     simulated hardware)."""
+    with needs_provisioner("status"):
+        from sovereign.engine.provision import ledger
+
     result = cluster_status(inventory_path(inventory), ledger())
     if as_json:
         print_json(result.model_dump(mode="json"))

@@ -1,6 +1,7 @@
-"""Filters of roles llama_server and router (one file: the router role's
-filter_plugins/sovereign.py links here), thin adapters over the sovereign
-package.
+"""The roles' filters, thin adapters over the sovereign package. One place for
+every role: ansible.cfg's `filter_plugins` names this directory (for the CLI's
+runs, AWX and ansible-lint), molecule/base.yml's ANSIBLE_FILTER_PLUGINS for
+the scenarios.
 
 - `sovereign_plan`: the capacity plan of the play's nodes, computed by the same
   planner as `sovereign plan` (sovereign/planner), so that a layer split's

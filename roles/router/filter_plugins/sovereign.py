@@ -1,1 +1,0 @@
-../../llama_server/filter_plugins/sovereign.py
