@@ -247,8 +247,14 @@ def test_collect_local(runner: CliRunner, tmp_path: Path) -> None:
     assert "sources collected" in result.stdout
     assert f"of {len(SOURCES)} sources" in result.stdout
     assert (out / "manifest.json").is_file()
-    # The bundle it wrote is one `hw check` reads.
-    assert hw_check(runner, out, "--json").exit_code in (0, 4)
+    # The bundle it wrote is one `hw check` reads (9 would be unreadable): it judges
+    # this machine, and exits 4 exactly when one of the checks failed.
+    check = hw_check(runner, out, "--json")
+    report = json.loads(check.stdout)
+    assert report["host"] == json.loads((out / "manifest.json").read_text())["host"]
+    assert {c["id"] for c in report["checks"]} == set(REGISTRY)
+    failed = [c["id"] for c in report["checks"] if c["status"] == "fail"]
+    assert check.exit_code == (4 if failed else 0), (failed, check.output)
 
 
 @pytest.mark.parametrize("args", [[], ["--local", "--host", "mimical-1"]])

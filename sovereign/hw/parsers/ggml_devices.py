@@ -15,12 +15,17 @@ _CUDA_DEVICE_RE = re.compile(r"^\s*Device (\d+): ([^,]+)(?:, (gfx[0-9a-f]+))?(.*
 _VRAM_RE = re.compile(r"VRAM: (\d+) MiB")
 _VULKAN_DEVICE_RE = re.compile(r"^ggml_vulkan: (\d+) = ([^|]+?)\s*(?:\|(.*))?$")
 _SHARED_RE = re.compile(r"shared memory: (\d+)")
+# ggml-vulkan prints `N = DEVICE NAME (DRIVER NAME) | uma: ...`; a device name may
+# carry parentheses of its own (`AMD Radeon 8060S Graphics (RADV GFX1151)`), so the
+# driver is the last parenthesised group.
+_VULKAN_DRIVER_RE = re.compile(r"^(.*?)\s*\(([^()]*)\)$")
 
 
 class GgmlDevice(BaseModel):
     backend: str  # ROCm, CUDA, Vulkan
     index: int
     name: str
+    driver: str | None = None  # Vulkan: the driver's name (radv, AMD open-source driver)
     gfx: str | None = None
     vram_bytes: int | None = None
     uma: bool | None = None
@@ -46,8 +51,11 @@ def read_device_line(line: str, state: GgmlDevices, backend: list[str]) -> bool:
         return True
     if m := _VULKAN_DEVICE_RE.match(line):
         attrs = m.group(3) or ""
+        name, driver = m.group(2).strip(), None
+        if (d := _VULKAN_DRIVER_RE.match(name)) and d.group(1):
+            name, driver = d.group(1), d.group(2).strip() or None
         state.devices.append(GgmlDevice(
-            backend="Vulkan", index=int(m.group(1)), name=m.group(2).strip(),
+            backend="Vulkan", index=int(m.group(1)), name=name, driver=driver,
             uma=("uma: 1" in attrs) if "uma:" in attrs else None,
         ))
         return True

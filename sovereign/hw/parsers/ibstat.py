@@ -47,8 +47,10 @@ def parse(text: str) -> Ibstat:
             device, port = IbstatDevice(name=m.group(1)), None
             result.devices.append(device)
             continue
-        if device is None:
-            result.problems.append(f"line {number}: outside any CA block: {stripped[:80]!r}")
+        if device is None or not line[0].isspace():
+            # ibstat indents every field of a CA; a line at the margin that is no
+            # `CA '...'` header is its own (an `ibpanic: ... failed` error).
+            result.problems.append(f"line {number}: outside any CA block: {stripped[:120]!r}")
             continue
         if m := _PORT_RE.match(stripped):
             port = IbstatPort(port=int(m.group(1)))

@@ -57,7 +57,9 @@ def parse(text: str) -> XrtInfo:
         elif key in ("NPU Firmware Version", "Firmware Version") and value:
             result.npu_firmware = value
         elif section == "XRT" and key == "amdxdna":
-            result.amdxdna_version = value or None
+            # `VERSION, HASH`; XRT prints `unknown, unknown` when it cannot read them.
+            version = value.split(",")[0].strip()
+            result.amdxdna_version = None if version.lower() in ("", "unknown") else version
         elif section.startswith("System"):
             result.system[key] = value
     return result
