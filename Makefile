@@ -12,7 +12,7 @@ APT_PACKAGES := podman runc debootstrap systemd-container zstd socat openssh-cli
 	iproute2 uidmap slirp4netns fuse-overlayfs postgresql
 STAMPS := .cache/stamps
 
-.PHONY: setup lab test lint unit molecule integration bench bench-router bench-split llama clean lab-down help
+.PHONY: setup lab test lint unit molecule integration perf perf-router perf-split llama clean lab-down help
 # llama.cpp built on this machine (make llama) for the router's real tiers.
 LLAMA_DIR := $(CURDIR)/.cache/llama.cpp
 export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
@@ -20,7 +20,7 @@ export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
 help:
 	@echo "make lab    - set up, bring the lab up, provision every built phase, show the status"
 	@echo "make test   - set up and run the whole suite (lint, unit, molecule, lab integration)"
-	@echo "make bench  - time every built phase on the lab (cold vs re-run), the router's added latency, the cost of an RPC layer split"
+	@echo "make perf   - time every built phase on the lab (cold vs re-run), the router's added latency, the cost of an RPC layer split"
 	@echo "make llama  - build llama.cpp here (same role and pin as the lab) into .cache/llama.cpp"
 	@echo "make lab-down / make clean"
 
@@ -36,21 +36,28 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/apt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	@echo "installing the Python package and its tools into $(VENV)"
 	@$(BIN)/pip install -q --upgrade pip >/dev/null
-	@$(BIN)/pip install -q -e '.[test]'
+	@$(BIN)/pip install -q -e '.[provisioner,collections,test]'
 	@touch $@
 
 setup: $(STAMPS)/venv
+
+# Ends by asking the lab's router, with the official client, one question
+# twice (local tiers → the cloud stand-in, simulated → crystallized; then the
+# crystal) and a financial one (egress denied → the best local answer).
+LAB_QUESTIONS := "What is the capital of Italy?" "What is the capital of Italy?" \
+	"How much of my salary should go to my mortgage?"
 
 lab: setup
 	$(BIN)/sovereign lab up
 	$(BIN)/sovereign provision all
 	$(BIN)/sovereign status
+	@for q in $(LAB_QUESTIONS); do $(BIN)/sovereign router ask "$$q" || exit 1; done
 
 lab-down: setup
 	$(BIN)/sovereign lab down
 
 lint: setup
-	$(BIN)/ruff check sovereign tests molecule bench
+	$(BIN)/ruff check sovereign tests molecule perf plugins
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint
 	@for pb in playbooks/*.yml; do \
@@ -73,14 +80,15 @@ llama: setup
 test: lint llama
 	$(BIN)/pytest -q
 
-bench: setup bench-router bench-split
-	$(BIN)/python bench/lab_phases.py
+# The project's own performance (perf/); `sovereign bench` is llama-bench on the nodes.
+perf: setup perf-router perf-split
+	$(BIN)/python perf/lab_phases.py
 
-bench-router: llama
-	$(BIN)/python bench/router.py
+perf-router: llama
+	$(BIN)/python perf/router.py
 
-bench-split: llama
-	$(BIN)/python bench/split.py
+perf-split: llama
+	$(BIN)/python perf/split.py
 
 clean:
 	-$(BIN)/sovereign lab down 2>/dev/null

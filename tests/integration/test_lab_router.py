@@ -5,6 +5,8 @@ with the official OpenAI client; a second run changes nothing."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from lab_helpers import MGMT, by_host, on_node
@@ -36,8 +38,9 @@ def test_the_openai_client_gets_an_answer_from_the_local_tier(phase7):
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{ROUTER}/v1", api_key="unused", timeout=120)
+    # A question nothing else on the lab asks: no crystal answers it yet.
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", max_tokens=16, messages=[{"role": "user", "content": "What is the capital of France?"}])
+        model="auto", max_tokens=16, messages=[{"role": "user", "content": "Which planet is the largest?"}])
     answer = raw.parse()
     assert answer.choices[0].message.content
     sovereign = raw.http_response.json()["sovereign"]
@@ -60,3 +63,58 @@ def test_second_run_changes_nothing(phase7, cli):
     again = by_host(cli.json("provision", "phase-7", "--force"), 7)
     assert again["mimical-1"]["status"] == "applied" and again["mimical-1"]["changed"] == 0, again
     assert on_head("systemctl show -p MainPID --value sovereign-router").strip() == pid
+
+
+# The lab's questions (inventory/lab: router_cloud_standin_answers). The first
+# is asked twice: local tiers, then the cloud stand-in (simulated) behind the
+# egress gate, crystallized; then served from the crystal. The financial one
+# never leaves: the best local answer comes back, marked below threshold.
+TWICE = "What is the capital of Italy?"
+FINANCIAL = "How much of my salary should go to my mortgage?"
+
+
+def ask(cli, question: str) -> dict:
+    return cli.json("router", "ask", question)
+
+
+def test_a_question_climbs_to_the_cloud_then_comes_back_from_its_crystal(phase7, cli):
+    first = ask(cli, TWICE)
+    s = first["sovereign"]
+    decisions = [(p["tier"], p["decision"]) for p in s["path"]]
+    # Every local tier that answered was below its threshold; the cloud tier answered.
+    assert s["tier"] == "cloud" and s["simulated"] and s["egress"]["decision"] == "allow", decisions
+    assert all(d in ("below-threshold", "skipped", "error", "timeout", "empty")
+               for t, d in decisions if t.startswith("system-")), decisions
+    assert s["crystal_id"] and first["answer"] == "Rome.", first
+    assert first["path"].endswith("cloud (simulated) → crystallized"), first["path"]
+    second = ask(cli, TWICE)
+    assert second["sovereign"]["tier"] == "crystal" and second["answer"] == "Rome.", second
+    assert second["sovereign"]["crystallized"]["crystal_id"] == s["crystal_id"]
+    assert second["path"] == "crystal exact"
+    crystals = json.loads(on_head("sovereign router crystals list --json"))
+    assert s["crystal_id"] in {c["id"] for c in crystals["crystals"]}
+
+
+def test_a_financial_question_never_leaves(phase7, cli):
+    out = ask(cli, FINANCIAL)
+    s = out["sovereign"]
+    assert s["domain"] == "financial" and s["egress"]["decision"] == "deny", s
+    assert s["below_threshold"] and s["tier"].startswith("system-") and not s["crystal_id"], s
+    assert "egress denied (financial)" in out["path"] and out["path"].endswith(
+        "best local answer, below threshold"), out["path"]
+    audit = on_head("sovereign router audit --json")
+    assert '"decision": "deny"' in audit and "financial" in audit
+
+
+def test_no_answer_on_the_lab_carries_template_markers(phase7, cli):
+    markers = ("<|im_end|>", "<|im_start|>", "<end_of_turn>", "<start_of_turn>", "<|eot_id|>",
+               "<|start_header_id|>", "</s>", "Question:")
+    for tier in ("system-1", "system-2"):
+        for question in ("What is 2 + 2?", "Name a primary colour."):
+            cli.json("router", "ask", "--model", tier, question)
+    # Every tier's answer, as the node's store kept it, not only the one returned.
+    attempts = json.loads(on_head("sovereign router attempts --json -n 200"))
+    answers = [(a["tier"], a["answer"]) for a in attempts if a["tier"].startswith("system-") and a["answer"]]
+    assert {t for t, _ in answers} == {"system-1", "system-2"}, answers
+    dirty = [(t, a) for t, a in answers if any(m in a for m in markers)]
+    assert not dirty, dirty
