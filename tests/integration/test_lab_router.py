@@ -73,6 +73,12 @@ TWICE = "What is the capital of Italy?"
 FINANCIAL = "How much of my salary should go to my mortgage?"
 
 
+def node_cli(args: str) -> str:
+    """`sovereign ARGS` on the head as an operator runs it: a login shell, which
+    reads /etc/profile.d/sovereign-router.sh (the service's configuration)."""
+    return on_head(f"bash -lc 'sovereign {args}'")
+
+
 def ask(cli, question: str) -> dict:
     return cli.json("router", "ask", question)
 
@@ -91,7 +97,7 @@ def test_a_question_climbs_to_the_cloud_then_comes_back_from_its_crystal(phase7,
     assert second["sovereign"]["tier"] == "crystal" and second["answer"] == "Rome.", second
     assert second["sovereign"]["crystallized"]["crystal_id"] == s["crystal_id"]
     assert second["path"] == "crystal exact"
-    crystals = json.loads(on_head("sovereign router crystals list --json"))
+    crystals = json.loads(node_cli("router crystals list --json"))
     assert s["crystal_id"] in {c["id"] for c in crystals["crystals"]}
 
 
@@ -102,8 +108,9 @@ def test_a_financial_question_never_leaves(phase7, cli):
     assert s["below_threshold"] and s["tier"].startswith("system-") and not s["crystal_id"], s
     assert "egress denied (financial)" in out["path"] and out["path"].endswith(
         "best local answer, below threshold"), out["path"]
-    audit = on_head("sovereign router audit --json")
-    assert '"decision": "deny"' in audit and "financial" in audit
+    audit = json.loads(node_cli("router audit --json"))
+    assert any(e["decision"] == "deny" and e["domain"] == "financial" and e["request_id"] == s["request_id"]
+               for e in audit), audit
 
 
 def test_no_answer_on_the_lab_carries_template_markers(phase7, cli):
@@ -113,7 +120,7 @@ def test_no_answer_on_the_lab_carries_template_markers(phase7, cli):
         for question in ("What is 2 + 2?", "Name a primary colour."):
             cli.json("router", "ask", "--model", tier, question)
     # Every tier's answer, as the node's store kept it, not only the one returned.
-    attempts = json.loads(on_head("sovereign router attempts --json -n 200"))
+    attempts = json.loads(node_cli("router attempts --json -n 200"))
     answers = [(a["tier"], a["answer"]) for a in attempts if a["tier"].startswith("system-") and a["answer"]]
     assert {t for t, _ in answers} == {"system-1", "system-2"}, answers
     dirty = [(t, a) for t, a in answers if any(m in a for m in markers)]
