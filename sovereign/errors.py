@@ -30,6 +30,7 @@ class ExitCode(IntEnum):
     PLAN_DOES_NOT_FIT = 10
     SERVICE_CONFIG_INVALID = 11
     STORE_UNAVAILABLE = 12
+    DOWNLOAD_FAILED = 13
     INTERRUPTED = 130
 
 
@@ -72,6 +73,19 @@ def run_json(work: Callable[[], Any]) -> int:
         return report(exc)
     print(json.dumps(result, sort_keys=True))
     return 0
+
+
+class UsageError(SovereignError):
+    """Options that do not go together (typer's own usage errors exit 2 too)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DownloadFailed(SovereignError):
+    """A model or wheel could not be fetched, or did not verify (the file, the
+    source and, for a mismatch, both hashes are named)."""
+
+    exit_code = ExitCode.DOWNLOAD_FAILED
 
 
 class InventoryError(SovereignError):

@@ -10,7 +10,7 @@ from sovereign.checks import REGISTRY, Expectations, parse_ignore, run_checks, u
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import checks_table, console, guarded, needs_provisioner, print_json
 from sovereign.engine.phases import phase as get_phase
-from sovereign.errors import ExitCode, SovereignError
+from sovereign.errors import ExitCode, SovereignError, UsageError
 from sovereign.hw.bundle import Bundle
 from sovereign.hw.facts import Facts
 from sovereign.inventory import load_inventory
@@ -34,7 +34,7 @@ def collect(
         from sovereign.hw import remote
 
     if local == (host is not None):
-        raise SovereignError("give exactly one of --local or --host NAME")
+        raise UsageError("give exactly one of --local or --host NAME")
     if local:
         remote.collect_local(out)
     else:
@@ -69,7 +69,7 @@ def check(
         raise SovereignError(f"unknown check id(s): {', '.join(unknown)}",
                              hint="`sovereign hw checks` lists them")
     if host is not None and inventory is None:
-        raise SovereignError("--host names a host of an inventory: give -i DIR too")
+        raise UsageError("--host names a host of an inventory: give -i DIR too")
     facts = Facts(Bundle.load(bundle_dir))
     expect = Expectations(host=facts.host)
     if inventory is not None:

@@ -12,7 +12,7 @@ from sovereign.checks import parse_ignore, unknown_ids
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import console, guarded, needs_provisioner, print_json
 from sovereign.engine.phases import PHASES, parse_phase_list, parse_phase_name, require_built
-from sovereign.errors import SovereignError
+from sovereign.errors import SovereignError, UsageError
 
 if TYPE_CHECKING:
     from sovereign.engine.provision import ProvisionResult
@@ -42,7 +42,7 @@ def _phases(phase: str, start: str | None, only: str | None) -> tuple[list[int],
     number = parse_phase_name(phase)
     if number is not None:
         if start or only:
-            raise SovereignError("--from and --only go with `provision all`")
+            raise UsageError("--from and --only go with `provision all`")
         return [require_built(PHASES[number]).number], False
     numbers = [n for n, p in PHASES.items() if p.built]
     if only:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from sovereign.errors import BundleUnreadable
+from sovereign.errors import BundleUnreadable, InventoryError
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 
@@ -101,5 +101,6 @@ def profile_dir(name: str) -> Path:
     path = PROFILES_DIR / name
     if not path.is_dir():
         known = ", ".join(sorted(p.name for p in PROFILES_DIR.iterdir() if p.is_dir()))
-        raise BundleUnreadable(f"no recorded hardware profile {name!r}", hint=f"known: {known}")
+        raise InventoryError(f"sovereign_hw_profile: no recorded hardware profile {name!r}",
+                             hint=f"known: {known}")
     return path

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from sovereign.errors import EnvironmentProblem
+from sovereign.errors import EnvironmentProblem, HostUnreachable
 from sovereign.hw.bundle import PROFILES_DIR
 from sovereign.inventory import load_inventory
 from sovereign.lab import system
@@ -288,7 +288,7 @@ def up(log: Callable[[str], None] = print) -> LabState:
                 del pending[name]
         time.sleep(0.3)
     if pending:
-        raise EnvironmentProblem(
+        raise HostUnreachable(
             f"lab node(s) {', '.join(pending)} did not answer SSH within {BOOT_TIMEOUT_S} s",
             hint=f"see {LAB_DIR / 'logs'}; `sovereign lab down` cleans up")
     return status()

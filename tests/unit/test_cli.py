@@ -66,3 +66,15 @@ def test_error_text_is_printed_verbatim(runner: CliRunner, phase: str) -> None:
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)
     assert f"error: {phase!r} is not a phase" in plain(result.stderr)
+
+
+def test_every_exit_code_is_documented_once() -> None:
+    """docs/cli.md's table names each ExitCode, and only those: a code means one thing."""
+    import re
+
+    from sovereign.errors import ExitCode
+    from sovereign.paths import project_root
+
+    table = (project_root() / "docs" / "cli.md").read_text()
+    documented = [int(m) for m in re.findall(r"^\| (\d+) \|", table, flags=re.M)]
+    assert sorted(documented) == sorted(int(c) for c in ExitCode), documented

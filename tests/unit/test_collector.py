@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from unit_helpers import PROFILE, tar_bundle
 
-from sovereign.errors import BundleUnreadable
+from sovereign.errors import InventoryError
 from sovereign.hw import collector
 from sovereign.hw.bundle import Bundle, profile_dir
 from sovereign.hw.collector import KERNEL_SIMULATED, NOT_IN_PROFILE, SOURCES, collect
@@ -172,9 +172,9 @@ def test_simulated_bundle_is_judged_on_the_profile(simulated: tuple[Path, dict])
 
 def test_profile_dir() -> None:
     assert profile_dir("strix-halo-128g") == PROFILE
-    with pytest.raises(BundleUnreadable) as caught:
+    with pytest.raises(InventoryError) as caught:  # sovereign_hw_profile names it
         profile_dir("no-such-box")
-    assert caught.value.hint == "known: strix-halo-128g"
+    assert caught.value.hint == "known: strix-halo-128g" and caught.value.exit_code == 3
 
 
 # -- the tarball transport -----------------------------------------------------------------------

@@ -261,7 +261,7 @@ def test_collect_local(runner: CliRunner, tmp_path: Path) -> None:
 def test_collect_needs_exactly_one_target(runner: CliRunner, tmp_path: Path,
                                           args: list[str]) -> None:
     result = runner.invoke(app, ["hw", "collect", "--out", str(tmp_path / "b"), *args])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # wrong usage (docs/cli.md)
     assert "give exactly one of --local or --host NAME" in h.plain(result.stderr)
 
 

@@ -168,8 +168,6 @@ def test_provision_all_only_an_unbuilt_phase(runner: CliRunner) -> None:
     (["all", "--from", "8"], "no built phase selected"),
     (["all", "--only", "1", "--from", "2"], "no built phase selected"),
     (["all", "--only", "all"], "--only takes phase numbers, e.g. --only 1,2"),
-    (["phase-2", "--from", "1"], "--from and --only go with `provision all`"),
-    (["phase-2", "--only", "1"], "--from and --only go with `provision all`"),
     (["bogus"], "'bogus' is not a phase"),
     (["phase-9"], "there is no phase 9"),
     (["all", "--ignore-preflight-errors", "NOPE"], "unknown check id(s): NOPE"),
@@ -182,6 +180,13 @@ def test_provision_argument_errors(runner: CliRunner, args: list[str], message: 
     assert f"error: {message}" in plain(result.stderr)
     assert result.stdout == ""
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["phase-2", "--from", "1"], ["phase-2", "--only", "1"]])
+def test_options_that_do_not_go_together_are_wrong_usage(runner: CliRunner, args: list[str]) -> None:
+    result = provision(runner, *args)
+    assert result.exit_code == ExitCode.USAGE == 2, result.output
+    assert "error: --from and --only go with `provision all`" in plain(result.stderr)
 
 
 def test_unknown_check_id_hint(runner: CliRunner) -> None:
