@@ -15,6 +15,7 @@ from rich.table import Table
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import console, guarded, print_json
 from sovereign.errors import EnvironmentProblem, SovereignError
+from sovereign.router.config import STANDIN_PORT
 
 app = typer.Typer(help="The confidence-gated model router: local tiers first, the cloud last "
                   "(through the egress gate), every cloud answer crystallized.", no_args_is_help=True)
@@ -59,7 +60,7 @@ def serve(
     inventory: Path | None = INVENTORY,
     config: Path | None = CONFIG,
     host: str | None = typer.Option(None, "--host", help="Address to listen on (default: listen.host)."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on (default: listen.port, 8090)."),
+    port: int | None = typer.Option(None, "--port", help="Port to listen on (default: listen.port)."),
 ) -> None:
     """Serve the OpenAI-compatible API until interrupted.
 
@@ -427,7 +428,7 @@ def fetch_models(
 @guarded
 def cloud_standin(
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8099, "--port"),
+    port: int = typer.Option(STANDIN_PORT, "--port"),
     answers: Path | None = typer.Option(None, "--answers", help="JSON object: question → answer."),
     key_env: str = typer.Option("SOVEREIGN_CLOUD_STANDIN_KEY", "--key-env",
                                 help="Environment variable holding the key it requires (unset: none)."),

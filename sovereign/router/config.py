@@ -239,6 +239,10 @@ class RouterSettings(ServiceSettings):
         return None
 
 
+# Where the cloud stand-in (simulated) listens unless told otherwise: its
+# provider below points there (role router's router_cloud_standin_port).
+STANDIN_PORT = 8099
+
 # Public OpenAI-compatible endpoints of the providers the production inventory names.
 # A provider still needs a `model` (and its key) before its tier can run.
 KNOWN_PROVIDERS: dict[str, dict[str, Any]] = {
@@ -246,7 +250,7 @@ KNOWN_PROVIDERS: dict[str, dict[str, Any]] = {
     "anthropic": {"base_url": "https://api.anthropic.com/v1", "api_key_env": "ANTHROPIC_API_KEY"},
     "google": {"base_url": "https://generativelanguage.googleapis.com/v1beta/openai",
                "api_key_env": "GEMINI_API_KEY"},
-    "cloud-standin": {"base_url": "http://127.0.0.1:8099/v1", "model": "cloud-standin",
+    "cloud-standin": {"base_url": f"http://127.0.0.1:{STANDIN_PORT}/v1", "model": "cloud-standin",
                       "api_key_env": "SOVEREIGN_CLOUD_STANDIN_KEY", "simulated": True},
 }
 

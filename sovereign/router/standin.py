@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sovereign.errors import SovereignError
-from sovereign.router.config import SIMULATED, ListenSettings
+from sovereign.router.config import SIMULATED, STANDIN_PORT, ListenSettings
 from sovereign.router.crystals import normalise_text
 from sovereign.service.serve import entry_point
 from sovereign.service.settings import ServiceSettings, build_settings, service_config
@@ -97,7 +97,7 @@ class StandinSettings(ServiceSettings):
 
     model_config = service_config("cloud_standin")
     service: ClassVar[str] = "cloud_standin"
-    listen: ListenSettings = ListenSettings(port=8099)
+    listen: ListenSettings = ListenSettings(port=STANDIN_PORT)
     answers: dict[str, str] = {}
     key_env: str = KEY_ENV
 

@@ -139,3 +139,15 @@ def test_a_bad_override_is_refused_with_its_key() -> None:
     with pytest.raises(ServiceConfigError) as caught:
         deployable_config(load_inventory(LAB), {"listen": {"port": "eighty"}})
     assert caught.value.details[0].startswith("listen.port:")
+
+
+def test_the_router_roles_defaults_agree_with_the_service() -> None:
+    """Ansible cannot read the service's defaults: where role router states one
+    too (documented twice, as every role option), it must be the same value."""
+    from sovereign.inventory.argspecs import role_default
+    from sovereign.router.config import KNOWN_PROVIDERS, STANDIN_PORT, ListenSettings
+    from sovereign.router.standin import StandinSettings
+
+    assert role_default("router_port") == ListenSettings().port
+    assert role_default("router_cloud_standin_port") == STANDIN_PORT == StandinSettings().listen.port
+    assert KNOWN_PROVIDERS["cloud-standin"]["base_url"] == f"http://127.0.0.1:{STANDIN_PORT}/v1"
