@@ -55,6 +55,7 @@ from testbed import (  # noqa: E402
 )
 
 from sovereign import downloads  # noqa: E402
+from sovereign.router.constraints import signature  # noqa: E402
 from sovereign.router.store import RouterStore  # noqa: E402
 
 
@@ -250,7 +251,7 @@ def measure_crystals(n: int, work: Path, postgres: bool) -> dict[str, Any]:
             search = []
             for _ in range(200):
                 t = time.perf_counter()
-                crystallizer.index.search("general", "", q, 0.92, ())
+                crystallizer.index.search("general", "", q, 0.92, signature("what is item 5 made of?"))
                 search.append(time.perf_counter() - t)
             out[name] = {
                 "fill_s": round(fill_s, 1), "index_load_s": round(load_s, 2),

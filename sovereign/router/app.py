@@ -12,6 +12,9 @@
   and the store are up, 503 (with the same body) when degraded.
 - `GET /metrics`: Prometheus text.
 Errors have OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+`stop`, `response_format` and `tools` are honoured or refused with a 400
+naming them (params.py, ladder.py), never dropped; a malformed body (too
+deep, a lone surrogate) is a 400 too, not a crash.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sovereign.router.config import SIMULATED, RouterSettings
-from sovereign.router.ladder import AUTO_MODELS, NoAnswer, RouteResult, UnknownModel
+from sovereign.router.ladder import AUTO_MODELS, NoAnswer, RouteResult, UnknownModel, Unsupported
 from sovereign.router.metrics import CONTENT_TYPE_LATEST
+from sovereign.router.params import BadParam, parse_body, read_params
 from sovereign.router.service import Router
 
 log = logging.getLogger(__name__)
@@ -45,10 +49,24 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+class ToolFunction(BaseModel):
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolFunction
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
 
 class ChatRequest(BaseModel):
@@ -61,6 +79,11 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     n: int = Field(default=1, ge=1, le=1)
     stream_options: dict[str, Any] | None = None
+    # Checked by params.read_params (honoured or refused, never dropped).
+    stop: Any = None
+    response_format: Any = None
+    tools: Any = None
+    tool_choice: Any = None
 
 
 def error(status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
@@ -71,9 +94,17 @@ def error(status: int, message: str, *, type_: str = "invalid_request_error", pa
     return JSONResponse(body, status_code=status)
 
 
-def _flatten(req: ChatRequest) -> list[dict[str, str]]:
-    out = []
+def _flatten(req: ChatRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for i, m in enumerate(req.messages):
+        if m.role == "tool" and not m.tool_call_id:
+            raise ValueError(f"messages[{i}].tool_call_id: required in a tool message")
+        if m.tool_calls and m.role != "assistant":
+            raise ValueError(f"messages[{i}].tool_calls: only an assistant message makes tool calls")
+        if m.content is None and m.tool_calls:
+            out.append({"role": "assistant", "content": "",
+                        "tool_calls": [c.model_dump() for c in m.tool_calls]})
+            continue
         if m.content is None:
             raise ValueError(f"messages[{i}].content: required")
         if isinstance(m.content, str):
@@ -86,7 +117,12 @@ def _flatten(req: ChatRequest) -> list[dict[str, str]]:
                                      f"(got {p.type!r})")
                 parts.append(p.text)
             text = "\n".join(parts)
-        out.append({"role": "system" if m.role == "developer" else m.role, "content": text})
+        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": text}
+        if m.tool_calls:
+            msg["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+        if m.role == "tool":
+            msg["tool_call_id"] = m.tool_call_id
+        out.append(msg)
     if not any(m["role"] == "user" for m in out):
         raise ValueError("messages: at least one user message is required")
     return out
@@ -118,11 +154,17 @@ def headers_of(r: RouteResult) -> dict[str, str]:
     return {k: _ascii(v) for k, v in h.items()}
 
 
+def _message(r: RouteResult) -> dict[str, Any]:
+    if r.tool_calls:
+        return {"role": "assistant", "content": r.text or None, "tool_calls": r.tool_calls}
+    return {"role": "assistant", "content": r.text}
+
+
 def completion_body(r: RouteResult) -> dict[str, Any]:
     return {
         "id": r.request_id, "object": "chat.completion", "created": r.created, "model": r.model,
         "system_fingerprint": "sovereign-router",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text},
+        "choices": [{"index": 0, "message": _message(r),
                      "finish_reason": r.finish_reason, "logprobs": None}],
         "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                   "total_tokens": r.prompt_tokens + r.completion_tokens},
@@ -143,8 +185,11 @@ async def stream_body(r: RouteResult, include_usage: bool) -> AsyncIterator[byte
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
 
     yield chunk({"role": "assistant", "content": ""})
-    for piece in _pieces(r.text):
-        yield chunk({"content": piece})
+    if r.text or not r.tool_calls:
+        for piece in _pieces(r.text):
+            yield chunk({"content": piece})
+    if r.tool_calls:
+        yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(r.tool_calls)]})
     yield chunk({}, r.finish_reason, sovereign=r.sovereign())
     if include_usage:
         usage = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
@@ -170,16 +215,20 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
             return error(413, f"request body of {len(raw)} bytes exceeds {settings.max_request_bytes}",
                          code="request_too_large")
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = parse_body(raw)
+        except BadParam as exc:
             r.metrics.requests.labels(outcome="invalid").inc()
-            return error(400, f"the request body is not valid JSON: {exc}", code="invalid_json")
+            return error(400, exc.message, param=exc.param, code=exc.code)
         if not isinstance(data, dict):
             r.metrics.requests.labels(outcome="invalid").inc()
             return error(400, "the request body must be a JSON object", code="invalid_json")
         try:
             req = ChatRequest.model_validate(data)
             messages = _flatten(req)
+            params = read_params(data, messages)
+        except BadParam as exc:
+            r.metrics.requests.labels(outcome="invalid").inc()
+            return error(400, exc.message, param=exc.param, code=exc.code)
         except ValidationError as exc:
             r.metrics.requests.labels(outcome="invalid").inc()
             first = exc.errors()[0]
@@ -192,7 +241,11 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
         try:
             result = await r.route(messages, model=req.model,
                                    max_tokens=req.max_completion_tokens or req.max_tokens,
-                                   temperature=req.temperature)
+                                   temperature=req.temperature, params=params)
+        except Unsupported as exc:
+            r.metrics.requests.labels(outcome="invalid").inc()
+            return error(400, exc.message, param=exc.param, code="unsupported_parameter",
+                         extra={"request_id": exc.request_id, "path": [s.model_dump() for s in exc.path]})
         except UnknownModel:
             r.metrics.requests.labels(outcome="invalid").inc()
             return error(404, f"The model `{req.model}` does not exist: use one of "

@@ -64,12 +64,18 @@ class TierSettings(Section):
     prompt_template: str = "Question: {prompt}\nAnswer:"
     stop: list[str] = ["\n\n", "\nQuestion:"]
     enabled: bool = True
+    supports_tools: bool | None = Field(default=None, description="takes `tools` and answers with tool "
+                                        "calls (default: cloud yes, local no)")
+    supports_response_format: bool = Field(default=True, description="takes `response_format` "
+                                           "(json_object, json_schema)")
     unconfigured: str | None = Field(default=None, description="why the tier cannot run (set by the loader)")
 
     @model_validator(mode="after")
     def _defaults(self) -> TierSettings:
         if self.scorer is None:
             self.scorer = "accept" if self.kind == "cloud" else "logprob"
+        if self.supports_tools is None:
+            self.supports_tools = self.kind == "cloud"
         if self.kind == "cloud" and not self.provider:
             raise ValueError("a cloud tier names its provider")
         return self
@@ -100,6 +106,12 @@ class BudgetSettings(Section):
 class EgressSettings(Section):
     allow_providers: list[str] = []
     never_leave_domains: list[str] = []
+    # Privacy (sovereign/router/privacy.py): the owner's own identifiers
+    # (names, addresses, account names), kept in wherever they appear; extra
+    # lexicon words per domain; and what a request with only weak signals does.
+    private_identifiers: list[str] = []
+    private_terms: dict[str, list[str]] = {}
+    when_unsure: Literal["stay", "leave"] = "stay"
     daily_budget: BudgetSettings = BudgetSettings()
     kill_switch: bool = False
     kill_switch_file: Path | None = Field(

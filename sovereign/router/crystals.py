@@ -7,7 +7,10 @@ Lookup, in order:
 2. **semantic**: only for single-turn requests (one user message, optional
    system messages): cosine similarity of the user message's embedding to the
    crystals of the same domain and the same system prompt, at or above
-   `store.semantic_threshold` (0.92), and the same numbers in both prompts.
+   `store.semantic_threshold` (0.92), and an equal answer-changing signature
+   (constraints.py: numbers, negation, length, language, tone, format,
+   audience, direction, when/why, added clauses): a paraphrase matches, the
+   same question "in one sentence", "without an oven" or "in French" does not.
    Multi-turn conversations never match semantically: the answer to "and in
    French?" depends on turns the embedding does not see.
 
@@ -17,6 +20,12 @@ start-up and updated on every write; a hit is confirmed against the store
 (a primary-key read), so a crystal forgotten with `sovereign router crystals
 forget` stops matching at once. With the store down, hits are served from the
 index and the writes go to the outbox.
+
+A `Hit` is what a response carries (`sovereign.crystallized`): the crystal's
+id, match type, similarity, the answer's provider and model, the embedder and
+where it was served from. Never the stored prompt or its date: those belong to
+another request, and only the operator sees them (`sovereign router crystals
+show`).
 """
 
 from __future__ import annotations
@@ -25,7 +34,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 import unicodedata
@@ -37,6 +45,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from sovereign.router.config import StoreSettings
+from sovereign.router.constraints import Signature, numbers_of, signature
 from sovereign.router.embed import Embedder
 from sovereign.router.store import Crystal, RouterStore, StoreUnavailable
 
@@ -67,25 +76,19 @@ def is_single_turn(messages: list[dict[str, str]]) -> bool:
     return roles == ["user"]
 
 
-_NUM = re.compile(r"\d+(?:[.,]\d+)?")
-
-
-def numbers_of(text: str) -> tuple[str, ...]:
-    """The numbers in a prompt: a semantic match must carry the same ones
-    ("2+2" and "2+3" embed within 0.89 of each other)."""
-    return tuple(sorted(_NUM.findall(text)))
-
+__all__ = ["Crystallizer", "Hit", "SemanticIndex", "exact_key", "is_single_turn", "normalise_text",
+           "numbers_of", "signature", "system_key"]
 
 
 class Hit(BaseModel):
+    """A crystal's answer as a response carries it: nothing of the request it came from."""
+
     crystal_id: str
     match: str  # exact | semantic
     similarity: float
     answer: str
     provider: str
     model: str
-    created_at: float
-    prompt: str
     embedder: str | None = None
     served_from: str = "store"  # store | index (store unreachable)
 
@@ -97,8 +100,8 @@ class _Entry:
     provider: str
     model: str
     created_at: float
-    prompt: str
-    numbers: tuple[str, ...]
+    prompt: str  # the operator's, never a response's
+    signature: Signature
 
 
 @dataclass
@@ -138,7 +141,7 @@ class SemanticIndex:
     def add(self, c: Crystal, vec: np.ndarray | None) -> None:
         with self._lock:
             self.entries[c.id] = _Entry(c.id, c.answer, c.provider, c.model, c.created_at, c.prompt,
-                                        numbers_of(c.prompt))
+                                        signature(c.prompt))
             self.exact[c.exact_key] = c.id
             self.removed.discard(c.id)
             if vec is not None and c.single_turn:
@@ -166,7 +169,9 @@ class SemanticIndex:
         return ident if ident and ident not in self.removed else None
 
     def search(self, domain: str, sys_key: str, vec: np.ndarray, threshold: float,
-               numbers: tuple[str, ...], top: int = 5) -> tuple[str, float] | None:
+               sig: Signature, top: int = 16) -> tuple[str, float] | None:
+        """The most similar crystal at or above the threshold whose prompt has the
+        same answer-changing signature (constraints.py) as the query's."""
         block = self.blocks.get((domain, sys_key))
         if block is None or block.n == 0:
             return None
@@ -180,7 +185,7 @@ class SemanticIndex:
             entry = self.entries.get(ident)
             if ident in self.removed or entry is None:
                 continue
-            if entry.numbers == numbers:
+            if entry.signature == sig:
                 return ident, float(sims[i])
         return None
 
@@ -257,7 +262,7 @@ class Crystallizer:
             vec = await self.embed(prompt)
             if vec is not None:
                 found = self.index.search(domain, system_key(messages), vec, self.settings.semantic_threshold,
-                                          numbers_of(prompt))
+                                          signature(prompt))
                 if found is not None:
                     hit = await self._confirm(found[0], "semantic", found[1])
                     if hit is not None:
@@ -284,9 +289,7 @@ class Crystallizer:
         else:
             served = "index"
         return Hit(crystal_id=ident, match=match, similarity=round(similarity, 4), answer=entry.answer,
-                   provider=entry.provider, model=entry.model, created_at=entry.created_at,
-                   prompt=entry.prompt,
-                   served_from=served)
+                   provider=entry.provider, model=entry.model, served_from=served)
 
     async def crystallize(self, *, messages: list[dict[str, str]], domain: str, answer: str, provider: str,
                           model: str, prompt_tokens: int, completion_tokens: int, raw: dict[str, Any],

@@ -5,7 +5,12 @@ In order, a call is denied by:
    `egress.kill_switch_file`, default `<state>/egress.off`, existing: touch it
    to stop all egress at once, without a restart);
 2. a provider not in `egress.allow_providers`;
-3. a request whose domain is in `egress.never_leave_domains`;
+3. a request whose domain is in `egress.never_leave_domains`, or that the
+   privacy scan keeps in (`privacy.decide` over the assessment's findings:
+   private data anywhere in the conversation, a never-leave domain's term in
+   any message, or, with `egress.when_unsure: stay`, only weak signals); the
+   reason names the detector or term and the message (role and index), never
+   the value;
 4. the daily budget (UTC day): calls, tokens (estimated before the call as
    prompt characters / 4 + max_tokens, settled with the provider's usage
    after it), and cost in USD when `daily_budget.cost_usd` is set.
@@ -31,6 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from sovereign.router.config import EgressSettings, ProviderSettings
+from sovereign.router.privacy import Finding, decide
 from sovereign.router.store import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -124,8 +130,9 @@ class EgressGate:
                           calls_limit=b.calls, tokens_limit=b.tokens, cost_limit_usd=b.cost_usd)
 
     def check(self, provider: ProviderSettings, domain: str, est_tokens: int,
-              request_id: str | None) -> EgressDecision:
+              request_id: str | None, findings: list[Finding] | None = None) -> EgressDecision:
         s, b = self.settings, self.settings.daily_budget
+        privacy = decide(findings or [], s.never_leave_domains, s.when_unsure)
         est_cost = cost_of(provider, est_tokens, 0)
         allowed, reason = False, ""
         with self._lock:
@@ -134,6 +141,8 @@ class EgressGate:
                 reason = why
             elif provider.name not in s.allow_providers:
                 reason = f"provider {provider.name!r} is not in egress.allow_providers {s.allow_providers}"
+            elif privacy.stay:
+                reason = privacy.reason
             elif domain in s.never_leave_domains:
                 reason = f"domain {domain!r} never leaves the cluster (egress.never_leave_domains)"
             elif self._calls + 1 > b.calls:
@@ -151,6 +160,8 @@ class EgressGate:
                 self._cost += est_cost
                 reason = (f"allowed: provider {provider.name!r} allow-listed, domain {domain!r} may leave, "
                           f"budget {self._calls}/{b.calls} calls, {self._tokens}/{b.tokens} tokens")
+                if privacy.findings:
+                    reason += f"; {privacy.reason}"
         decision = EgressDecision(allowed=allowed, provider=provider.name, domain=domain, reason=reason,
                                   uid=uuid.uuid4().hex, request_id=request_id, estimated_tokens=est_tokens,
                                   estimated_cost_usd=est_cost)

@@ -46,6 +46,7 @@ from sovereign.router.classify import (
 from sovereign.router.config import RouterSettings, TierSettings
 from sovereign.router.crystals import Crystallizer, Hit
 from sovereign.router.egress import EgressDecision, EgressGate, cost_of
+from sovereign.router.params import Params, check_format, check_tool_calls, cut_at_stop
 from sovereign.router.scoring import Score, score_answer
 from sovereign.router.store import ATTEMPTS, AUDIT, CRYSTALS, HITS, Attempt, AuditEntry, CrystalHit, Label
 from sovereign.router.tiers import TierAnswer, TierClient, TierError
@@ -94,6 +95,7 @@ class RouteResult(BaseModel):
     total_tokens_all_attempts: int = 0
     simulated: bool = False
     latency_ms: float = 0.0
+    tool_calls: list[dict[str, Any]] | None = None
 
     def sovereign(self) -> dict[str, Any]:
         """The extra `sovereign` object of a response."""
@@ -125,6 +127,14 @@ class UnknownModel(Exception):
     pass
 
 
+class Unsupported(Exception):
+    """No tier of the ladder can honour a parameter of the request (HTTP 400 naming it)."""
+
+    def __init__(self, request_id: str, path: list[Step], param: str, message: str) -> None:
+        super().__init__(message)
+        self.request_id, self.path, self.param, self.message = request_id, path, param, message
+
+
 
 Candidate = tuple[float, TierAnswer, Score, TierSettings]
 
@@ -150,6 +160,7 @@ class Request:
     crystal_id: str | None = None
     egress: EgressInfo = field(default_factory=lambda: EgressInfo(decision="not-needed"))
     total_tokens: int = 0
+    params: Params = field(default_factory=Params)
 
     def record(self, tier: str, decision: str, reason: str, **kw: Any) -> None:
         """One attempt: kept for the store and shown in the response's path."""
@@ -185,12 +196,14 @@ class Ladder:
         self.down: dict[str, tuple[float, str]] = {}
 
     async def route(self, messages: list[dict[str, str]], *, model: str = "auto",
-                    max_tokens: int | None = None, temperature: float | None = None) -> RouteResult:
+                    max_tokens: int | None = None, temperature: float | None = None,
+                    params: Params | None = None) -> RouteResult:
         if model not in AUTO_MODELS and model not in self.clients:
             raise UnknownModel(model)
         req = Request(id=f"chatcmpl-sov-{uuid.uuid4().hex[:24]}", messages=messages, max_tokens=max_tokens,
-                      temperature=temperature, metrics=self.metrics)
+                      temperature=temperature, metrics=self.metrics, params=params or Params())
         req.assessment = await self.assess(messages, model)
+        self.refuse_unsupported(req)
         hit = await self.consult_crystals(req)
         if hit is not None:
             return hit
@@ -202,7 +215,7 @@ class Ladder:
 
     # ---------------------------------------------------------------- 1. assess
     async def assess(self, messages: list[dict[str, str]], model: str = "auto") -> Assessment:
-        a = self.classifier.assess(messages)
+        a = self.classifier.assess(messages, self.settings.egress)
         cfg = self.settings.classifier
         if cfg.mode == "model" and cfg.model_tier in self.clients:
             client = self.clients[cfg.model_tier]
@@ -223,9 +236,47 @@ class Ladder:
             a.reasons.append(f"request names tier {model!r}")
         return a
 
+    @staticmethod
+    def cannot(tier: TierSettings, params: Params) -> tuple[str, str] | None:
+        """(parameter, why) when a tier cannot honour the request's tools or response_format."""
+        if params.needs_tools and not (tier.supports_tools and (tier.kind == "cloud" or tier.api == "chat")):
+            why = "its completion api has no tools" if tier.supports_tools else "supports_tools: false"
+            return "tools", f"cannot take tools ({why})"
+        if params.json_mode is not None and not tier.supports_response_format:
+            return "response_format", (f"cannot take response_format {params.json_mode} "
+                                       "(supports_response_format: false)")
+        return None
+
+    def refuse_unsupported(self, req: Request) -> None:
+        """Unsupported (recorded) when no runnable tier of the climb can honour
+        the request's tools or response_format."""
+        assert req.assessment is not None
+        p = req.params
+        if not p.needs_tools and p.json_mode is None:
+            return
+        runnable = [t for t in self.rungs(req.assessment.start_tier)
+                    if self.clients[t.name].problem() is None]
+        whys = [(t, self.cannot(t, p)) for t in runnable]
+        if any(why is None for _, why in whys):
+            return
+        tools_only = Params(tools=p.tools, tool_turns=p.tool_turns)
+        param = "tools" if p.needs_tools and all(self.cannot(t, tools_only) for t in runnable) \
+            else "response_format"
+        for t, why in whys:
+            assert why is not None
+            req.record(t.name, "skipped", why[1], model=self.clients[t.name].model)
+        self.metrics.requests.labels(outcome="invalid").inc()
+        self.record(req)
+        what = "tools or tool messages" if param == "tools" else f"response_format {p.json_mode}"
+        tiers = ", ".join(t.name for t in runnable) or "none"
+        raise Unsupported(req.id, req.path, param, f"{param}: no runnable tier of this ladder can honour "
+                          f"{what} (runnable from {req.assessment.start_tier}: {tiers})")
+
     # ---------------------------------------------------------------- 2. crystals
     async def consult_crystals(self, req: Request) -> RouteResult | None:
         assert req.assessment is not None
+        if req.params.needs_tools:  # a stored text answer does not answer a request that offers tools
+            return None
         try:
             hit = await self.crystals.lookup(req.messages, req.assessment.domain)
         except Exception as exc:  # a broken lookup must not stop the ladder
@@ -234,6 +285,13 @@ class Ladder:
             return None
         if hit is None:
             return None
+        text, stopped = cut_at_stop(hit.answer, req.params.stop)
+        if (bad := check_format(text, req.params)) is not None:
+            req.record("crystals", "invalid-format", f"crystal {hit.crystal_id} does not satisfy "
+                       f"response_format {req.params.json_mode}: {bad}", model=hit.model)
+            return None
+        if stopped is not None:
+            hit = hit.model_copy(update={"answer": text})
         req.record("crystals", "crystallized", f"{hit.match} match of crystal {hit.crystal_id} "
                    f"(similarity {hit.similarity:.3f}) from {hit.provider}", score=hit.similarity,
                    model=hit.model)
@@ -277,7 +335,8 @@ class Ladder:
         assert client.provider is not None and req.assessment is not None
         chars = sum(len(x["content"]) for x in req.messages)
         est = chars // 4 + min(req.max_tokens or tier.max_tokens, tier.max_tokens)
-        decision = self.gate.check(client.provider, req.assessment.domain, est, req.id)
+        decision = self.gate.check(client.provider, req.assessment.domain, est, req.id,
+                                   findings=req.assessment.findings)
         self.metrics.egress.labels(provider=client.provider.name,
                                    decision="allow" if decision.allowed else "deny").inc()
         req.egress = EgressInfo(decision="allow" if decision.allowed else "deny",
@@ -293,6 +352,9 @@ class Ladder:
         if (skip := self._skip_reason(tier, client)) is not None:
             req.record(tier.name, "skipped", skip, model=client.model)
             return False
+        if (cannot := self.cannot(tier, req.params)) is not None:
+            req.record(tier.name, "skipped", cannot[1], model=client.model)
+            return False
         decision: EgressDecision | None = None
         if tier.kind == "cloud":
             decision = self._pass_gate(req, tier, client)
@@ -301,7 +363,8 @@ class Ladder:
         try:
             answer = await client.complete(req.messages, max_tokens=req.max_tokens,
                                            temperature=req.temperature,
-                                           want_logprobs=tier.scorer in ("logprob", "logprob+verify"))
+                                           want_logprobs=tier.scorer in ("logprob", "logprob+verify"),
+                                           params=req.params)
         except TierError as exc:
             if exc.kind in ("down", "timeout"):
                 self.down[tier.name] = (time.time() + self.settings.down_retry_s, exc.message)
@@ -325,7 +388,18 @@ class Ladder:
         return await self.judge(req, tier, answer)
 
     async def judge(self, req: Request, tier: TierSettings, answer: TierAnswer) -> bool:
-        """Score an answer against the tier's threshold; keep the best one seen."""
+        """Score an answer against the tier's threshold; keep the best one seen.
+        An answer that breaks the request's response_format or tool_choice is
+        `invalid-format` and never kept."""
+        p = req.params
+        bad = check_tool_calls(answer.tool_calls, p) if p.tools else None
+        if bad is None and not answer.tool_calls:
+            bad = check_format(answer.text, p)
+        if bad is not None:
+            req.record(tier.name, "invalid-format", bad, model=answer.model, kind=tier.kind,
+                       latency_ms=answer.latency_ms, prompt_tokens=answer.prompt_tokens,
+                       completion_tokens=answer.completion_tokens, answer=answer.text)
+            return False
         verifier = self.clients.get(tier.verifier or "")
         score = await score_answer(tier.scorer or "logprob", req.messages, answer, verifier,
                                    self.settings.scoring)
@@ -335,7 +409,7 @@ class Ladder:
                     calibrated=score.calibrated is not None, threshold=tier.threshold,
                     latency_ms=answer.latency_ms, prompt_tokens=answer.prompt_tokens,
                     completion_tokens=answer.completion_tokens, answer=answer.text, features=score.features)
-        if not answer.text.strip():
+        if not answer.text.strip() and not answer.tool_calls:
             req.record(tier.name, "empty", "the tier returned an empty answer", **base)
             return False
         cand = (value, answer, score, tier)
@@ -370,6 +444,9 @@ class Ladder:
     async def crystallize(self, req: Request) -> None:
         cloud = req.cloud
         if cloud is None:
+            return
+        # Answers shaped by the request (tool calls, JSON, stop strings) do not answer the bare question.
+        if cloud.tool_calls or req.params.needs_tools or req.params.json_mode is not None or req.params.stop:
             return
         assert req.assessment is not None
         try:
@@ -410,4 +487,4 @@ class Ladder:
             assessment=req.assessment,
             prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
             total_tokens_all_attempts=req.total_tokens, simulated=answer.simulated,
-            latency_ms=req.latency_ms())
+            latency_ms=req.latency_ms(), tool_calls=answer.tool_calls)

@@ -26,6 +26,7 @@ from sovereign.router.crystals import Crystallizer
 from sovereign.router.egress import EgressGate, day_start
 from sovereign.router.embed import Embedder, HashedNgramEmbedder, MiniLMEmbedder, minilm_model_dir
 from sovereign.router.ladder import Ladder, RouteResult
+from sovereign.router.params import Params
 from sovereign.router.store import KINDS, RouterStore, StoreUnavailable, open_store
 from sovereign.router.tiers import TierClient
 from sovereign.service.outbox import Outbox, Writer
@@ -166,8 +167,10 @@ class Router:
         return [t.name for t in self.settings.tiers]
 
     async def route(self, messages: list[dict[str, str]], *, model: str = "auto",
-                    max_tokens: int | None = None, temperature: float | None = None) -> RouteResult:
-        return await self.ladder.route(messages, model=model, max_tokens=max_tokens, temperature=temperature)
+                    max_tokens: int | None = None, temperature: float | None = None,
+                    params: Params | None = None) -> RouteResult:
+        return await self.ladder.route(messages, model=model, max_tokens=max_tokens, temperature=temperature,
+                                       params=params)
 
     # ---------------------------------------------------------------- health
     async def health(self) -> dict[str, Any]:

@@ -10,6 +10,13 @@ Answers come from a table of known questions (normalised text → answer);
 anything else gets a fixed, labelled reply. With a key configured it checks
 `Authorization: Bearer <key>` and, like some real providers, echoes the
 offending key in its 401 message: the router must redact it.
+
+Simulated parameters, as a provider would honour them: `stop` cuts the
+answer; `response_format` json_object/json_schema wraps it as
+`{"answer": …}`; `tools` with `tool_choice` `required` or a named function
+get a call to that function (the first tool for `required`) with
+`{"question": …}` as arguments; a conversation ending in a tool result gets
+`[simulated] tool result: …`. The last request's parameters are in `/stats`.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ KEY_ENV = "SOVEREIGN_CLOUD_STANDIN_KEY"
 def create_standin(answers: dict[str, str] | None = None, api_key: str | None = None,
                    delay_s: float = 0.0) -> Starlette:
     table = {normalise_text(k): v for k, v in (answers or {}).items()}
-    stats: dict[str, Any] = {"calls": 0, "unauthorized": 0, "prompts": []}
+    stats: dict[str, Any] = {"calls": 0, "unauthorized": 0, "prompts": [], "last": {}}
 
     async def chat(request: Request) -> Response:
         auth = request.headers.get("authorization", "")
@@ -61,17 +68,36 @@ def create_standin(answers: dict[str, str] | None = None, api_key: str | None = 
         stats["prompts"].append(question)
         if delay_s:
             await asyncio.sleep(delay_s)
+        stats["last"] = {k: body.get(k)
+                         for k in ("stop", "response_format", "tools", "tool_choice", "messages")}
         text = table.get(normalise_text(str(question)))
         if text is None:
             text = f"[{SIMULATED}] no recorded answer for this question."
+        if messages and messages[-1].get("role") == "tool":
+            text = f"[{SIMULATED}] tool result: {messages[-1].get('content', '')}"
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish = "stop"
+        choice, tools = body.get("tool_choice"), body.get("tools") or []
+        if tools and (choice == "required" or isinstance(choice, dict)):
+            name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
+            message = {"role": "assistant", "content": None, "tool_calls": [{
+                "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                "function": {"name": name, "arguments": json.dumps({"question": question})}}]}
+            finish = "tool_calls"
+        elif (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
+            message["content"] = json.dumps({"answer": text})
+        stops = body.get("stop") or []
+        for stop in [stops] if isinstance(stops, str) else stops:
+            if isinstance(message["content"], str) and stop in message["content"]:
+                message["content"] = message["content"][:message["content"].index(stop)]
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) + 4
         completion_tokens = len(text.split())
         log.info("%s answered a request (%d prompt tokens)", SIMULATED, prompt_tokens)
         return JSONResponse({
             "id": f"chatcmpl-standin-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
             "created": int(time.time()), "model": MODEL, "system_fingerprint": SIMULATED, "simulated": True,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop",
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": finish,
                          "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},

@@ -15,11 +15,17 @@ prompt template's. They also go out as `stop` strings (a `/completion` tier's
 with its `stop`). `TierAnswer.cut` names the marker an answer was cut at; the
 tokens after it are dropped with the text, so they are not scored either. A
 cloud tier's answer is left as it is.
+
+The request's parameters (params.py) go out with it: `stop` (merged with the
+tier's own; the text is cut at them after generation as well),
+`response_format` (llama-server's `json_schema` on `/completion`), `tools`
+and `tool_choice`; `TierAnswer.tool_calls` holds the calls in OpenAI's shape.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Literal
@@ -29,6 +35,7 @@ from pydantic import BaseModel, SecretStr
 
 from sovereign.router.config import ProviderSettings, TierSettings
 from sovereign.router.markers import Markers, markers_for
+from sovereign.router.params import Params, cut_at_stop
 from sovereign.service.redact import redact
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,8 @@ class TierAnswer(BaseModel):
     raw: dict[str, Any] = {}
     simulated: bool = False
     cut: str | None = None  # the template marker the text was cut at
+    stopped_at: str | None = None  # the request's stop string the text was cut at
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI's shape: id, type, function {name, arguments}
 
 
 def _tokens_from(items: list[dict[str, Any]] | None) -> list[TokenLP]:
@@ -98,6 +107,37 @@ def _cut(text: str, tokens: list[TokenLP], marks: Markers | None) -> tuple[str, 
             kept.append(tok)
         pos = end
     return cut.text, kept, cut.marker
+
+
+def _cut_stop(answer: TierAnswer, stops: list[str]) -> TierAnswer:
+    """The answer cut at the first of the request's stop strings (its tokens with it)."""
+    text, hit = cut_at_stop(answer.text, stops)
+    if hit is None:
+        return answer
+    kept, pos = [], 0
+    for tok in answer.tokens:
+        if pos >= len(text):
+            break
+        kept.append(tok)
+        pos += len(tok.token)
+    return answer.model_copy(update={"text": text,
+                                     "tokens": kept, "stopped_at": hit, "finish_reason": "stop"})
+
+
+def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]] | None:
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list) or not calls:
+        return None
+    out = []
+    for i, c in enumerate(calls):
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(fn, dict):
+            raise TierError("bad-response", f"tool_calls[{i}] has no function")
+        args = fn.get("arguments")
+        out.append({"id": str(c.get("id") or f"call_{i}"), "type": "function",
+                    "function": {"name": str(fn.get("name") or ""),
+                                 "arguments": args if isinstance(args, str) else json.dumps(args or {})}})
+    return out
 
 
 def _finish(finish: str, cut: str | None) -> str:
@@ -225,32 +265,44 @@ class TierClient:
 
     async def complete(self, messages: list[dict[str, str]], *, max_tokens: int | None = None,
                        temperature: float | None = None, want_logprobs: bool = True,
-                       top_logprobs: int | None = None) -> TierAnswer:
+                       top_logprobs: int | None = None, params: Params | None = None) -> TierAnswer:
+        """One answer. `params` (the request's stop, response_format, tools) go
+        to the endpoint; the text is cut at the request's stop strings after
+        generation as well."""
         t = self.tier
+        p = params or Params()
         n_top = t.top_logprobs if top_logprobs is None else top_logprobs
         max_tokens = min(max_tokens or t.max_tokens, t.max_tokens)
         temperature = 0.0 if temperature is None else temperature
         marks = await self.markers()
         started = time.perf_counter()
-        stop = list(dict.fromkeys([*t.stop, *marks.stop()])) if marks else t.stop
+        stop = list(dict.fromkeys([*t.stop, *marks.stop(), *p.stop])) if marks else [*t.stop, *p.stop]
         if t.kind == "local" and t.api == "completion":
             body: dict[str, Any] = {"prompt": render_prompt(messages, t.prompt_template),
                                     "n_predict": max_tokens,
                                     "temperature": temperature, "stop": stop, "cache_prompt": True}
             if want_logprobs:
                 body["n_probs"] = max(n_top, 1)
+            if p.json_mode is not None:  # llama-server turns the schema into a grammar
+                body["json_schema"] = p.schema if p.schema is not None else {"type": "object"}
             data = await self._post("/completion", body, t.timeout_s)
-            return self._from_completion(data, started, marks)
+            return _cut_stop(self._from_completion(data, started, marks), p.stop)
         body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
                 "temperature": temperature, "stream": False}
-        if marks:
-            body["stop"] = marks.special
+        chat_stop = list(dict.fromkeys([*(marks.special if marks else []), *p.stop]))
+        if chat_stop:
+            body["stop"] = chat_stop
+        if p.response_format is not None:
+            body["response_format"] = p.response_format
+        if p.tools:
+            body["tools"] = p.tools
+            body["tool_choice"] = p.tool_choice or "auto"
         if want_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = n_top
         path = "/chat/completions" if t.kind == "cloud" else "/v1/chat/completions"
         data = await self._post(path, body, t.timeout_s)
-        return self._from_chat(data, started, marks)
+        return _cut_stop(self._from_chat(data, started, marks), p.stop)
 
     def _from_chat(self, data: dict[str, Any], started: float, marks: Markers | None = None) -> TierAnswer:
         try:
@@ -263,9 +315,14 @@ class TierClient:
         tokens = _tokens_from(lp.get("content") if isinstance(lp, dict) else None)
         finish = str(choice.get("finish_reason") or "stop")
         text, tokens, cut = _cut(text, tokens, marks)
+        try:
+            calls = _tool_calls(choice["message"])
+        except TierError as exc:
+            raise TierError("bad-response", f"{self.name}: {exc.message}") from None
         return TierAnswer(
             tier=self.name, model=str(data.get("model") or self.model), text=text,
-            finish_reason=_finish(finish, cut), tokens=tokens, cut=cut,
+            finish_reason="tool_calls" if calls else _finish(finish, cut), tokens=tokens, cut=cut,
+            tool_calls=calls,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_ms=(time.perf_counter() - started) * 1000, raw=data, simulated=self.simulated,
