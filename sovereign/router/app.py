@@ -19,6 +19,7 @@ deep, a lone surrogate) is a 400 too, not a crash.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -200,6 +201,26 @@ async def stream_body(r: RouteResult, include_usage: bool) -> AsyncIterator[byte
     yield b"data: [DONE]\n\n"
 
 
+async def kept_alive(routing: asyncio.Future[Any], include_usage: bool, every: float) -> AsyncIterator[bytes]:
+    """A stream whose ladder has not decided yet: SSE comments (which clients
+    ignore and proxies count as traffic) until it has, then the answer, or the
+    error in OpenAI's streaming shape. Nothing of an answer leaves before the
+    gate has accepted it."""
+    yield b": sovereign router: the ladder is still deciding\n\n"
+    while True:
+        done, _ = await asyncio.wait({routing}, timeout=every)
+        if done:
+            break
+        yield b": keep-alive\n\n"
+    result = routing.result()
+    if isinstance(result, Response):
+        yield b"data: " + bytes(result.body) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+        return
+    async for piece in stream_body(result, include_usage):
+        yield piece
+
+
 def create_app(settings: RouterSettings, router_factory: Callable[[RouterSettings],
                                                                   Router] | None = None) -> Starlette:
     state: dict[str, Router] = {}
@@ -238,10 +259,32 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
         except ValueError as exc:
             r.metrics.requests.labels(outcome="invalid").inc()
             return error(400, str(exc), param="messages", code="invalid_value")
+        routing = asyncio.ensure_future(routed(r, req, messages, params))
+        if req.stream:
+            # Wait a little for the ladder: an error decided by then keeps its HTTP status.
+            done, _ = await asyncio.wait({routing}, timeout=settings.stream_keepalive_s)
+            if not done:
+                include = bool((req.stream_options or {}).get("include_usage"))
+                return StreamingResponse(kept_alive(routing, include, settings.stream_keepalive_s),
+                                         media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache"})
+        result = await routing
+        if isinstance(result, Response):
+            return result
+        headers = headers_of(result)
+        if req.stream:
+            include = bool((req.stream_options or {}).get("include_usage"))
+            return StreamingResponse(stream_body(result, include), media_type="text/event-stream",
+                                     headers={**headers, "Cache-Control": "no-cache"})
+        return JSONResponse(completion_body(result), headers=headers)
+
+    async def routed(r: Router, req: ChatRequest, messages: list[dict[str, Any]],
+                     params: Any) -> RouteResult | Response:
+        """The ladder's result, or the error response it comes to."""
         try:
-            result = await r.route(messages, model=req.model,
-                                   max_tokens=req.max_completion_tokens or req.max_tokens,
-                                   temperature=req.temperature, params=params)
+            return await r.route(messages, model=req.model,
+                                 max_tokens=req.max_completion_tokens or req.max_tokens,
+                                 temperature=req.temperature, params=params)
         except Unsupported as exc:
             r.metrics.requests.labels(outcome="invalid").inc()
             return error(400, exc.message, param=exc.param, code="unsupported_parameter",
@@ -254,12 +297,6 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
         except NoAnswer as exc:
             return error(503, exc.reason, type_="service_unavailable", code="no_tier_available",
                          extra={"request_id": exc.request_id, "path": [s.model_dump() for s in exc.path]})
-        headers = headers_of(result)
-        if req.stream:
-            include = bool((req.stream_options or {}).get("include_usage"))
-            return StreamingResponse(stream_body(result, include), media_type="text/event-stream",
-                                     headers={**headers, "Cache-Control": "no-cache"})
-        return JSONResponse(completion_body(result), headers=headers)
 
     async def models(request: Request) -> Response:
         r = router()

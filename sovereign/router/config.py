@@ -205,6 +205,9 @@ class RouterSettings(ServiceSettings):
     local_api_key_env: str = "SOVEREIGN_LLAMA_API_KEY"
     down_retry_s: float = Field(default=15.0, ge=0, description="a failed tier is skipped this long")
     max_request_bytes: int = 1_000_000
+    stream_keepalive_s: float = Field(
+        default=1.0, gt=0, description="a streamed request the ladder has not decided within this long gets "
+        "an SSE comment at once and every this many seconds until it has")
 
     @model_validator(mode="after")
     def _cross(self) -> RouterSettings:
