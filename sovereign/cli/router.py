@@ -1,4 +1,5 @@
-"""`sovereign router serve|calibrate|crystals|attempts|audit|config|egress|fetch-models|cloud-standin`"""
+"""`sovereign router ...`: serve, calibrate, crystals, attempts, audit, quarantine, config, egress,
+fetch-models, cloud-standin."""
 
 from __future__ import annotations
 
@@ -381,6 +382,33 @@ def audit(
         style = "green" if e.decision == "allow" else "red"
         table.add_row(_when(e.at), (e.request_id or "")[-12:], e.provider, e.domain or "",
                       f"[{style}]{e.decision}[/]", str(e.tokens), f"${e.cost_usd:.4f}", escape(e.reason))
+    console.print(table)
+
+
+@app.command()
+@guarded
+def quarantine(
+    inventory: Path | None = INVENTORY,
+    config: Path | None = CONFIG,
+    as_json: bool = JSON,
+) -> None:
+    """The record batches the store rejected (kept in <state>/spool/quarantine/, never retried):
+    kind, record count, reason and when."""
+    from sovereign.service.outbox import quarantined
+
+    settings = _settings(inventory, config)
+    rows = quarantined(settings.spool_dir())
+    if as_json:
+        print_json([r.model_dump() for r in rows])
+        return
+    if not rows:
+        console.print(f"nothing quarantined ({settings.spool_dir() / 'quarantine'})")
+        return
+    table = Table(title=f"quarantine ({settings.spool_dir() / 'quarantine'})", title_justify="left")
+    for col in ("when", "file", "kind", "records", "reason"):
+        table.add_column(col, overflow="fold")
+    for q in rows:
+        table.add_row(_when(q.at), q.file, q.kind, str(len(q.records)), escape(_short(q.reason, 100)))
     console.print(table)
 
 

@@ -158,6 +158,12 @@ class StoreSettings(Section):
     path: Path | None = Field(default=None, description="SQLite file (default <state>/router.sqlite3)")
     dsn: SecretStr | None = Field(default=None, description="Postgres DSN (libpq form or URL)")
     connect_timeout_s: float = 3.0
+    statement_timeout_s: float = Field(default=10.0, gt=0, description="Postgres statement_timeout; a "
+                                       "call still waiting 2 s after it is cut off (a frozen server)")
+    request_timeout_s: float = Field(default=0.5, gt=0, description="the most a request waits on the store "
+                                     "(a crystal's confirmation; then it is served from the index)")
+    write_timeout_s: float = Field(default=5.0, gt=0, description="a background write not done by then "
+                                   "goes to the outbox")
     exact: bool = True
     semantic: bool = True
     semantic_threshold: float = Field(default=0.92, ge=0.0, le=1.0)

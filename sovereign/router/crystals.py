@@ -18,8 +18,10 @@ The serving path is an in-memory index (exact keys and unit-norm float32
 vectors grouped by domain and system prompt), loaded from the store at
 start-up and updated on every write; a hit is confirmed against the store
 (a primary-key read), so a crystal forgotten with `sovereign router crystals
-forget` stops matching at once. With the store down, hits are served from the
-index and the writes go to the outbox.
+forget` stops matching at once. The confirmation waits at most
+`store.request_timeout_s` (0.5 s): with the store down, slow or frozen, hits
+are served from the index (`served_from: index`) and the writes go to the
+outbox.
 
 A `Hit` is what a response carries (`sovereign.crystallized`): the crystal's
 id, match type, similarity, the answer's provider and model, the embedder and
@@ -209,6 +211,8 @@ class Crystallizer:
         rows = self.store.index_rows()
         name = self.embedder.name if self.embedder else None
         for c, embedding, embedder in rows:
+            if c.id in self.index.entries:  # crystallized while the store was away
+                continue
             vec = None
             if embedding is not None and embedder == name and name is not None:
                 vec = np.frombuffer(embedding, dtype="<f4")
@@ -277,10 +281,15 @@ class Crystallizer:
         served = "store"
         if self.store is not None:
             try:
-                c = await asyncio.to_thread(self.store.get_crystal, ident)
+                c = await asyncio.wait_for(asyncio.to_thread(self.store.get_crystal, ident),
+                                           self.settings.request_timeout_s)
             except StoreUnavailable as exc:
                 log.warning("crystal %s: store unreachable (%s); served from the in-memory index", ident,
                             exc.message)
+                served = "index"
+            except TimeoutError:
+                log.warning("crystal %s: no answer from the store within %gs; served from the index",
+                            ident, self.settings.request_timeout_s)
                 served = "index"
             else:
                 if c is None:  # forgotten through the CLI

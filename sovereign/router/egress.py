@@ -109,6 +109,15 @@ class EgressGate:
         self._day = _today()
         self._calls, self._tokens, self._cost = usage_today
 
+    def restore(self, stored: tuple[int, int, float]) -> None:
+        """Add today's usage as the store has it (a router started while the store
+        was away counted from zero, and its own calls are still in the outbox)."""
+        with self._lock:
+            self._roll()
+            self._calls += stored[0]
+            self._tokens += stored[1]
+            self._cost += stored[2]
+
     def _roll(self) -> None:
         today = _today()
         if today != self._day:

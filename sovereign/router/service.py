@@ -5,8 +5,11 @@ lifecycle, and health.
 go to the outbox), the embedder, the crystal index, the tier clients, the
 egress gate with today's usage, the calibration and the metrics, and hands
 them to the `Ladder` (ladder.py), which decides. `start()` loads the crystal
-index and replays the outbox, then a ticker replays it every 5 s;
-`close()` waits for the writes in flight.
+index and replays the outbox, then a ticker, every 5 s, reconnects to the
+store when there is none (a router started while it was down), loads the
+crystal index once it is back, and replays the outbox; `close()` waits for the
+writes in flight. `/health` never waits on the store longer than
+`store.request_timeout_s`.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ class Router:
                                                                   max_keepalive_connections=64))
         self.metrics = m.RouterMetrics()
         self.outbox = Outbox(settings.spool_dir(), KINDS)
-        self.writer = Writer(self.outbox, lambda: self.store, self._store_failed)
+        self.writer = Writer(self.outbox, lambda: self.store, self._store_failed,
+                             timeout_s=settings.store.write_timeout_s)
         self.store = store
         self.store_error: str | None = None
         if self.store is None and open_store_now:
@@ -116,11 +120,6 @@ class Router:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        if self.store is not None:
-            try:
-                await asyncio.to_thread(self.crystals.load_index)
-            except StoreUnavailable as exc:
-                log.error("crystal index not loaded: %s", exc.message)
         await self.replay_outbox()
         self._ticker = asyncio.create_task(self._tick())
 
@@ -140,20 +139,36 @@ class Router:
             except Exception:  # the ticker must survive anything
                 log.exception("outbox replay failed")
 
-    async def replay_outbox(self) -> tuple[int, int]:
-        if not self.outbox.segments():
-            self.metrics.spool_pending.set(0)
-            return 0, 0
+    async def ensure_store(self) -> bool:
+        """Open the store if there is none, and load the crystal index if it is not
+        loaded yet; whether the store is there (the ticker calls this)."""
         if self.store is None:
             try:
                 self.store = await asyncio.to_thread(open_store, self.settings)
-                self.crystals.store = self.store
-                self.store_error = None
             except StoreUnavailable as exc:
                 self.store_error = exc.message
-                pending = await asyncio.to_thread(self.outbox.pending)
-                self.metrics.spool_pending.set(pending)
-                return 0, pending
+                return False
+            self.crystals.store = self.store
+            self.store_error = None
+            log.info("store back: %s", self.store.describe())
+            try:
+                self.gate.restore(await asyncio.to_thread(self.store.egress_usage_since, day_start()))
+            except StoreUnavailable as exc:
+                log.warning("egress usage of today unknown (%s)", exc.message)
+        if not self.crystals.loaded:
+            try:
+                await asyncio.to_thread(self.crystals.load_index)
+            except StoreUnavailable as exc:
+                self.store_error = exc.message
+                log.error("crystal index not loaded: %s", exc.message)
+                return False
+        return True
+
+    async def replay_outbox(self) -> tuple[int, int]:
+        if not await self.ensure_store() or not self.outbox.segments():
+            pending = await asyncio.to_thread(self.outbox.pending)
+            self.metrics.spool_pending.set(pending)
+            return 0, pending
         applied, pending = await asyncio.to_thread(self.outbox.replay, self.store)
         self.metrics.spool_pending.set(pending)
         return applied, pending
@@ -187,15 +202,20 @@ class Router:
         store_ok, store_detail = False, self.store_error or "no store"
         if self.store is not None:
             try:
-                await asyncio.to_thread(self.store.ping)
+                bound = self.settings.store.request_timeout_s
+                await asyncio.wait_for(asyncio.to_thread(self.store.ping), bound)
                 store_ok, store_detail = True, self.store.describe()
             except StoreUnavailable as exc:
                 store_detail = exc.message
+            except TimeoutError:
+                store_detail = f"no answer within {self.settings.store.request_timeout_s:g}s"
         pending = await asyncio.to_thread(self.outbox.pending)
+        quarantined = await asyncio.to_thread(self.outbox.quarantine_count)
         local_ok = any(v["ok"] for v in tiers.values() if v["kind"] == "local")
         status = "ok" if local_ok and store_ok else "degraded"
         return {"status": status, "tiers": tiers, "store": {"ok": store_ok, "detail": store_detail},
-                "spool_pending": pending, "crystals_indexed": len(self.crystals.index),
+                "spool_pending": pending, "quarantined": quarantined,
+                "crystals_indexed": len(self.crystals.index),
                 "embedder": self.embedder_note, "egress": {"killed": self.gate.killed(),
                                                            "budget": self.gate.budget().model_dump()},
                 "uptime_s": round(time.time() - self.started, 1)}

@@ -6,8 +6,11 @@ builds on, and no service logic.
   environment variables;
 - `sql`: the SQLite and Postgres backends and the one migrations runner over
   a package's folder of numbered SQL files (the phase ledger uses it too);
+  every call bounded in time, every failure either `StoreUnavailable` (retry
+  later) or `RecordRejected` (these values never fit);
 - `outbox`: a durable outbox for records the store could not take, keyed by
-  typed record kinds, replayed in order;
+  typed record kinds, replayed in order; what the store rejects is
+  quarantined beside it, never retried in front of the rest;
 - `redact`: secrets out of logs, records and error messages;
 - `serve`: run an ASGI app as a service (logging, one BLAS thread, the
   listening error named).

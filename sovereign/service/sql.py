@@ -2,8 +2,22 @@
 
 A backend is a connection guarded by a lock, with the few operations a
 store needs: `execute` (optionally fetching one row or all), `executemany`
-in one transaction, and `script` for a migration. Every failure is a
-`StoreUnavailable` naming the backend, with any secret of the DSN redacted.
+in one transaction, and `script` for a migration. A failure is one of two
+errors, naming the backend, with any secret of the DSN redacted:
+
+- `StoreUnavailable`: the store cannot be reached, did not answer in time,
+  or is busy with a call that did not (retry later: the outbox keeps it);
+- `RecordRejected`: the store refused these values (a NUL byte in a Postgres
+  TEXT or JSONB value, a number out of range, a NOT NULL or CHECK
+  violation): retrying cannot help, so the outbox quarantines the batch
+  instead of queueing every later record behind it.
+
+No call waits on the store without a bound: the lock is waited for at most
+`lock_wait_s`; Postgres connects within `connect_timeout_s`, runs each
+statement under `statement_timeout`, and a watchdog shuts the connection
+down when a call outlives that by `grace_s` (a server that stopped answering
+altogether, which cannot enforce its own timeout). `text_in` and `json_in`
+make a value storable (Postgres: NUL bytes become U+FFFD).
 
 Migrations are numbered SQL files in a package's own folder,
 `<package>/migrations/<dialect>/NNNN_name.sql`, applied in order above the
@@ -15,14 +29,17 @@ phase ledger both migrate this way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import socket
 import sqlite3
 import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -39,9 +56,19 @@ _MIGRATION = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
 
 
 class StoreUnavailable(SovereignError):
-    """The store cannot be reached or refused the operation."""
+    """The store cannot be reached, did not answer in time, or is busy: retry later."""
 
     exit_code = ExitCode.STORE_UNAVAILABLE
+
+
+class RecordRejected(SovereignError):
+    """The store refused the values of this call (a data or integrity error):
+    retrying the same values cannot succeed."""
+
+    exit_code = ExitCode.STORE_UNAVAILABLE
+
+
+NUL_REPLACEMENT = "\ufffd"
 
 
 class Database(ABC):
@@ -51,8 +78,20 @@ class Database(ABC):
     ph = "?"
     dialect = "sqlite"
 
-    def __init__(self) -> None:
+    def __init__(self, lock_wait_s: float = 30.0) -> None:
         self.lock = threading.RLock()
+        self.lock_wait_s = lock_wait_s
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """The connection's lock, waited for at most `lock_wait_s`."""
+        if not self.lock.acquire(timeout=self.lock_wait_s):
+            raise StoreUnavailable(f"{self.describe()}: busy for over {self.lock_wait_s:g}s with a call "
+                                   "that has not returned")
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     @abstractmethod
     def execute(self, sql: str, params: tuple[Any, ...] = (), *, fetch: Fetch = None) -> Any: ...
@@ -74,6 +113,10 @@ class Database(ABC):
         """`?` placeholders in the backend's style."""
         return sql if self.ph == "?" else sql.replace("?", self.ph)
 
+    def text_in(self, value: Any) -> Any:
+        """A text value as this backend can hold it (SQLite: as it is)."""
+        return value
+
     def json_in(self, value: Any) -> Any:
         import json
 
@@ -94,8 +137,8 @@ class SqliteDatabase(Database):
     backend = "sqlite"
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, row_factory: Any = None) -> None:
-        super().__init__()
+    def __init__(self, path: Path, *, row_factory: Any = None, lock_wait_s: float = 30.0) -> None:
+        super().__init__(lock_wait_s)
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,8 +156,16 @@ class SqliteDatabase(Database):
     def describe(self) -> str:
         return f"sqlite {self.path}"
 
+    def _fail(self, exc: Exception) -> SovereignError:
+        # A constraint, a value SQLite cannot bind (an integer over 64 bits) or a
+        # data error is this record's fault; anything else is the database's.
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError
+                      | OverflowError):
+            return RecordRejected(f"SQLite database {self.path} rejected the record: {exc}")
+        return StoreUnavailable(f"SQLite database {self.path}: {exc}")
+
     def execute(self, sql: str, params: tuple[Any, ...] = (), *, fetch: Fetch = None) -> Any:
-        with self.lock:
+        with self._held():
             try:
                 cur = self._conn.execute(sql, params)
                 if fetch == "one":
@@ -122,19 +173,19 @@ class SqliteDatabase(Database):
                 if fetch == "all":
                     return cur.fetchall()
                 return cur.lastrowid
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"SQLite database {self.path}: {exc}") from None
+            except (sqlite3.Error, OverflowError) as exc:
+                raise self._fail(exc) from None
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        with self.lock:
+        with self._held():
             try:
                 self._conn.execute("BEGIN")
                 self._conn.executemany(sql, rows)
                 self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OverflowError) as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                raise StoreUnavailable(f"SQLite database {self.path}: {exc}") from None
+                raise self._fail(exc) from None
 
     def script(self, sql: str, *, lock_key: int, version: int, name: str) -> None:
         with self.lock:
@@ -176,14 +227,21 @@ def _statements(sql: str) -> list[str]:
 
 class PostgresDatabase(Database):
     """Postgres by DSN: one connection, reconnected on the next call after a failure.
-    JSON columns are JSONB."""
+    JSON columns are JSONB.
+
+    Bounded: the connection within `connect_timeout_s`, each statement under
+    the server's `statement_timeout`, and a watchdog thread that shuts the
+    connection's socket down when a call is still waiting `grace_s` after
+    that (a stopped or frozen server answers nothing, not even its timeout):
+    the call then fails as StoreUnavailable and the next one reconnects."""
 
     backend = "postgres"
     ph = "%s"
     dialect = "postgres"
 
-    def __init__(self, dsn: SecretStr, connect_timeout_s: float = 3.0) -> None:
-        super().__init__()
+    def __init__(self, dsn: SecretStr, connect_timeout_s: float = 3.0, *, statement_timeout_s: float = 10.0,
+                 lock_wait_s: float = 2.0, grace_s: float = 2.0) -> None:
+        super().__init__(lock_wait_s)
         try:
             import psycopg
         except ImportError:  # pragma: no cover - psycopg is a runtime dependency
@@ -193,11 +251,43 @@ class PostgresDatabase(Database):
         self._dsn = dsn
         register_dsn(dsn)
         self._timeout = max(1, round(connect_timeout_s))
+        self.statement_timeout_s = statement_timeout_s
+        self.grace_s = grace_s
         self._conn: Any = None
-        self._connect()
+        self._deadline: float | None = None
+        self._tripped = False
+        self._closed = threading.Event()
+        threading.Thread(target=self._watch, name="postgres-watchdog", daemon=True).start()
+        with self._held(), self._bounded():
+            self._connect()
 
     def describe(self) -> str:
         return f"postgres {redact(self._dsn.get_secret_value())}"
+
+    # ------------------------------------------------------------ bounds
+    @contextlib.contextmanager
+    def _bounded(self, seconds: float | None = None) -> Iterator[None]:
+        """Arm the watchdog for one call (the lock is held)."""
+        self._tripped = False
+        self._deadline = time.monotonic() + (seconds or (self._timeout + self.statement_timeout_s
+                                                         + self.grace_s))
+        try:
+            yield
+        finally:
+            self._deadline = None
+
+    def _watch(self) -> None:
+        while not self._closed.wait(0.2):
+            deadline, conn = self._deadline, self._conn
+            if deadline is None or conn is None or time.monotonic() < deadline:
+                continue
+            self._deadline = None
+            self._tripped = True
+            log.warning("postgres: a call outlived its deadline; shutting the connection down")
+            with contextlib.suppress(Exception):
+                fd = os.dup(conn.fileno())
+                with socket.socket(fileno=fd) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def _connect(self) -> Any:
         if self._conn is not None and not self._conn.closed:
@@ -205,23 +295,38 @@ class PostgresDatabase(Database):
         try:
             self._conn = self._psycopg.connect(self._dsn.get_secret_value(), autocommit=True,
                                                connect_timeout=self._timeout)
+            self._conn.execute(f"SET statement_timeout = {int(self.statement_timeout_s * 1000)}")
         except self._psycopg.Error as exc:
-            self._conn = None
+            self._drop()
             raise StoreUnavailable(f"cannot connect to Postgres: {redact(str(exc)).strip()}",
                                    hint="check the DSN and that the server is up") from None
         return self._conn
 
-    def _fail(self, exc: Exception) -> StoreUnavailable:
+    def _drop(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        except Exception:  # noqa: S110 - a broken connection is dropped either way
+            pass
+        finally:
+            self._conn = None
+
+    def _fail(self, exc: Exception) -> SovereignError:
+        errors = self._psycopg.errors
+        if self._tripped:
+            self._drop()
+            return StoreUnavailable(f"Postgres did not answer within "
+                                    f"{self.statement_timeout_s + self.grace_s:g}s")
+        if isinstance(exc, self._psycopg.DataError | self._psycopg.IntegrityError
+                      | errors.CharacterNotInRepertoire | errors.UntranslatableCharacter):
+            return RecordRejected(f"Postgres rejected the record: {redact(str(exc)).strip()}")
         if isinstance(exc, self._psycopg.OperationalError | self._psycopg.InterfaceError):
-            try:
-                if self._conn is not None:
-                    self._conn.close()
-            finally:
-                self._conn = None
+            self._drop()
         return StoreUnavailable(f"Postgres: {redact(str(exc)).strip()}")
 
+    # ------------------------------------------------------------ calls
     def execute(self, sql: str, params: tuple[Any, ...] = (), *, fetch: Fetch = None) -> Any:
-        with self.lock:
+        with self._held(), self._bounded():
             conn = self._connect()
             try:
                 cur = conn.execute(sql, params)
@@ -234,7 +339,7 @@ class PostgresDatabase(Database):
                 raise self._fail(exc) from None
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        with self.lock:
+        with self._held(), self._bounded():
             conn = self._connect()
             try:
                 with conn.transaction(), conn.cursor() as cur:
@@ -243,10 +348,12 @@ class PostgresDatabase(Database):
                 raise self._fail(exc) from None
 
     def script(self, sql: str, *, lock_key: int, version: int, name: str) -> None:
-        with self.lock:
+        # A migration may wait for another process's advisory lock: a longer bound.
+        with self._held(), self._bounded(max(60.0, 3 * self.statement_timeout_s)):
             conn = self._connect()
             try:
                 with conn.transaction():
+                    conn.execute("SET LOCAL statement_timeout = 0")
                     conn.execute(f"SELECT pg_advisory_xact_lock({int(lock_key)})")
                     row = conn.execute("SELECT 1 FROM schema_version WHERE version = %s",
                                        (version,)).fetchone()
@@ -257,16 +364,30 @@ class PostgresDatabase(Database):
             except self._psycopg.Error as exc:
                 raise self._fail(exc) from None
 
+    def text_in(self, value: Any) -> Any:
+        """Postgres TEXT cannot hold a NUL byte: it becomes U+FFFD."""
+        return value.replace("\x00", NUL_REPLACEMENT) if isinstance(value, str) else value
+
     def json_in(self, value: Any) -> Any:
         from psycopg.types.json import Jsonb
 
-        return Jsonb(value)
+        return Jsonb(_without_nul(value))
 
     def close(self) -> None:
+        self._closed.set()
         with self.lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._drop()
+
+
+def _without_nul(value: Any) -> Any:
+    """A JSON value whose strings (keys too) hold no NUL byte (JSONB refuses \\u0000)."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- migrations

@@ -13,7 +13,7 @@ from typing import ClassVar
 import pytest
 from pydantic import BaseModel
 
-from sovereign.service.outbox import Outbox, RecordKind, Writer
+from sovereign.service.outbox import Outbox, RecordKind, Writer, quarantined
 from sovereign.service.settings import (
     Section,
     ServiceConfigError,
@@ -22,7 +22,7 @@ from sovereign.service.settings import (
     deep_merge,
     service_config,
 )
-from sovereign.service.sql import SqliteDatabase, StoreUnavailable, migrate, schema_version
+from sovereign.service.sql import RecordRejected, SqliteDatabase, StoreUnavailable, migrate, schema_version
 
 
 class Listen(Section):
@@ -153,6 +153,8 @@ class Store:
     def put(self, notes: list[Note]) -> None:
         if self.down:
             raise StoreUnavailable("down")
+        if any(n.id.startswith("bad") for n in notes):
+            raise RecordRejected("refused")
         for n in notes:
             self.notes.setdefault(n.id, n)
 
@@ -170,6 +172,18 @@ def test_the_outbox_keeps_and_replays_in_order(tmp_path: Path) -> None:
     store.down = False
     assert box.replay(store) == (3, 0)
     assert list(store.notes) == ["n0", "n1", "n2"] and box.pending() == 0
+
+
+def test_a_rejected_record_is_quarantined_not_queued_in_front(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "box", [NOTES])
+    box.append(NOTES, [Note(id="n0"), Note(id="bad1"), Note(id="n1")])
+    box.append(NOTES, [Note(id="n2")])
+    store = Store()
+    assert box.replay(store) == (2, 0)
+    assert list(store.notes) == ["n0", "n1", "n2"]
+    [q] = quarantined(tmp_path / "box")
+    assert (q.kind, q.records, q.reason) == ("note", [{"id": "bad1", "blob": ""}], "refused")
+    assert box.replay(store) == (0, 0) and box.quarantine_count() == 1
 
 
 def test_an_undeclared_kind_is_refused_and_an_unknown_line_is_kept_aside(tmp_path: Path) -> None:

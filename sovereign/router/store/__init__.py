@@ -6,7 +6,11 @@ Three tables (see migrations/, applied by the kit's runner): `crystals`
 (every cloud answer), `attempts` (one row per tier tried for a request) and
 `egress_audit` (every decision of the egress gate). Writes insert with ON
 CONFLICT DO NOTHING on a client-made id, so the outbox may replay them twice.
-The outbox's record kinds are declared here, beside their writers.
+Every text value is written through the backend's `text_in` and every JSON
+value through its `json_in` (Postgres: a NUL byte becomes U+FFFD), so that a
+prompt holding one is stored, not refused; what the store still refuses
+(`RecordRejected`) is quarantined by the outbox. The outbox's record kinds are
+declared here, beside their writers.
 """
 
 from __future__ import annotations
@@ -19,13 +23,20 @@ from pydantic import SecretStr
 
 from sovereign.router.store.records import Attempt, AuditEntry, Crystal, CrystalHit, CrystalSummary, Label
 from sovereign.service.outbox import RecordKind
-from sovereign.service.sql import Database, PostgresDatabase, SqliteDatabase, StoreUnavailable, migrate
+from sovereign.service.sql import (
+    Database,
+    PostgresDatabase,
+    RecordRejected,
+    SqliteDatabase,
+    StoreUnavailable,
+    migrate,
+)
 
 if TYPE_CHECKING:
     from sovereign.router.config import RouterSettings
 
 __all__ = ["KINDS", "Attempt", "AuditEntry", "Crystal", "CrystalHit", "CrystalSummary", "Label",
-           "RouterStore", "StoreUnavailable", "open_store"]
+           "RecordRejected", "RouterStore", "StoreUnavailable", "open_store"]
 
 CRYSTAL_COLS = list(Crystal.model_fields)
 ATTEMPT_COLS = list(Attempt.model_fields)
@@ -48,8 +59,9 @@ class RouterStore:
         return cls(SqliteDatabase(path))
 
     @classmethod
-    def postgres(cls, dsn: SecretStr, connect_timeout_s: float = 3.0) -> RouterStore:
-        return cls(PostgresDatabase(dsn, connect_timeout_s))
+    def postgres(cls, dsn: SecretStr, connect_timeout_s: float = 3.0,
+                 statement_timeout_s: float = 10.0) -> RouterStore:
+        return cls(PostgresDatabase(dsn, connect_timeout_s, statement_timeout_s=statement_timeout_s))
 
     @property
     def backend(self) -> str:
@@ -70,13 +82,17 @@ class RouterStore:
     def _run(self, sql: str, params: tuple[Any, ...] = (), fetch: Any = None) -> Any:
         return self.db.execute(self.db.q(sql), params, fetch=fetch)
 
+    def _storable(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Every text value of a row as the backend can hold it."""
+        return tuple(self.db.text_in(v) for v in row)
+
     # ---------------------------------------------------------------- crystals
     def _crystal_row(self, c: Crystal) -> tuple[Any, ...]:
         row = c.model_dump()
         row["messages"] = self.db.json_in(row["messages"])
         row["raw_response"] = self.db.json_in(row["raw_response"])
         row["single_turn"] = self.db.bool_in(row["single_turn"])
-        return tuple(row[k] for k in CRYSTAL_COLS)
+        return self._storable(tuple(row[k] for k in CRYSTAL_COLS))
 
     def put_crystal(self, c: Crystal) -> None:
         self.put_crystals([c])
@@ -174,13 +190,14 @@ class RouterStore:
             d["features"] = self.db.json_in(d["features"])
             d["calibrated"] = self.db.bool_in(d["calibrated"])
             d["label"] = self.db.bool_in(d["label"])
-            rows.append(tuple(d[k] for k in cols))
+            rows.append(self._storable(tuple(d[k] for k in cols)))
         marks = ", ".join("?" for _ in cols)
         self.db.executemany(self.db.q(f"INSERT INTO attempts ({', '.join(cols)}) VALUES ({marks}) "
                                       "ON CONFLICT (uid) DO NOTHING"), rows)
 
     def label_attempts(self, labels: list[Label]) -> None:
-        rows = [(self.db.bool_in(lb.label), lb.source, f"{lb.request_id}:{lb.seq}") for lb in labels]
+        rows = [self._storable((self.db.bool_in(lb.label), lb.source, f"{lb.request_id}:{lb.seq}"))
+                for lb in labels]
         if rows:
             self.db.executemany(self.db.q("UPDATE attempts SET label = ?, label_source = ? WHERE uid = ?"),
                                 rows)
@@ -208,7 +225,7 @@ class RouterStore:
     def put_audit(self, entries: list[AuditEntry]) -> None:
         if not entries:
             return
-        rows = [tuple(e.model_dump()[k] for k in AUDIT_COLS) for e in entries]
+        rows = [self._storable(tuple(e.model_dump()[k] for k in AUDIT_COLS)) for e in entries]
         marks = ", ".join("?" for _ in AUDIT_COLS)
         self.db.executemany(self.db.q(f"INSERT INTO egress_audit ({', '.join(AUDIT_COLS)}) VALUES ({marks}) "
                                       "ON CONFLICT (uid) DO NOTHING"), rows)
@@ -238,7 +255,8 @@ def open_store(settings: RouterSettings, migrate: bool = True) -> RouterStore:
     """The configured store, migrated to the latest schema."""
     if settings.store.backend == "postgres":
         assert settings.store.dsn is not None
-        store = RouterStore.postgres(settings.store.dsn, settings.store.connect_timeout_s)
+        store = RouterStore.postgres(settings.store.dsn, settings.store.connect_timeout_s,
+                                     settings.store.statement_timeout_s)
     else:
         store = RouterStore.sqlite(settings.sqlite_path())
     if migrate:
