@@ -76,15 +76,17 @@ def _modules(root: Path) -> dict[str, Path]:
     return out
 
 
-def _imported(name: str, path: Path) -> Iterator[str]:
-    """The names a module imports anywhere in it (top level, functions,
-    TYPE_CHECKING blocks), relative imports resolved; `from a import b`
-    yields both `a` and `a.b`, whichever of them is a module."""
+def imports_of(name: str, path: Path) -> Iterator[tuple[int, str]]:
+    """(line, name) of what module `name` (the file `path`) imports anywhere in
+    it (top level, functions, TYPE_CHECKING blocks), relative imports
+    resolved; `from a import b` yields both `a` and `a.b`, whichever of them is
+    a module. The import closure here and the rule of imports
+    (tests/unit/test_imports.py) both read the source through it."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
+            yield from ((node.lineno, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")
@@ -92,13 +94,13 @@ def _imported(name: str, path: Path) -> Iterator[str]:
                 target = f"{base}.{node.module}" if node.module else base
             else:
                 target = node.module or ""
-            yield target
-            yield from (f"{target}.{alias.name}" for alias in node.names)
+            yield node.lineno, target
+            yield from ((node.lineno, f"{target}.{alias.name}") for alias in node.names)
         elif isinstance(node, ast.Call) and _called(node.func) == "import_module" and node.args:
             # importlib.import_module("sovereign.x"): a constant name only.
             first = node.args[0]
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                yield first.value
+                yield node.lineno, first.value
 
 
 def _called(func: ast.expr) -> str:
@@ -135,7 +137,7 @@ def import_closure(service: str, root: Path | None = None) -> dict[str, Path]:
             continue
         seen.add(name)
         found = _with_parents(name)
-        for imported in _imported(name, modules[name]):
+        for _, imported in imports_of(name, modules[name]):
             if imported == PACKAGE or imported.startswith(PACKAGE + "."):
                 found += _with_parents(imported)
         todo += [m for m in found if m in modules and m not in seen]

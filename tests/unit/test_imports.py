@@ -8,12 +8,12 @@ lazy imports inside functions count as much as the ones at the top.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from sovereign.service import SERVICES
+from sovereign.wheelhouse import imports_of as module_imports
 
 PKG = Path(__file__).resolve().parents[2] / "sovereign"
 KIT_MAY_IMPORT = ("sovereign.service", "sovereign.inventory", "sovereign.errors", "sovereign.paths")
@@ -21,23 +21,10 @@ SERVICE_MAY_NOT = ("sovereign.engine", "sovereign.checks", "sovereign.hw", "sove
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every `sovereign` import in a file, relative ones resolved."""
-    module = ".".join(path.relative_to(PKG.parent).with_suffix("").parts)
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            out += [(node.lineno, a.name) for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                name = ".".join([*base, node.module] if node.module else base)
-            else:
-                name = node.module or ""
-            out.append((node.lineno, name))
-            out += [(node.lineno, f"{name}.{a.name}") for a in node.names if name == "sovereign"]
-    return [(line, name) for line, name in out if name == "sovereign" or name.startswith("sovereign.")]
+    """(line, module) of every `sovereign` import in a file (the wheelhouse's reader)."""
+    module = ".".join(path.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__")
+    return [(line, name) for line, name in module_imports(module, path)
+            if name == "sovereign" or name.startswith("sovereign.")]
 
 
 def _within(name: str, prefixes: tuple[str, ...]) -> bool:
