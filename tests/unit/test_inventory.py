@@ -525,3 +525,29 @@ def test_the_play_sees_the_same_inventory() -> None:
         inventory_from_vars(play)
     assert caught.value.details == [
         "mimical-2: sovereign_rpc_port: Input should be greater than or equal to 1024"]
+
+
+def test_a_value_encrypted_with_encrypt_string_is_read(runner: CliRunner, lab_copy: Path,
+                                                       tmp_path: Path) -> None:
+    """`!vault |` values (ansible-vault encrypt_string: the form AWX reads) are opaque, not errors."""
+    import os
+    import subprocess
+    import sys
+
+    password = tmp_path / "pass"
+    password.write_text("lab-vault-password\n")
+    vault = Path(sys.executable).parent / "ansible-vault"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    made = subprocess.run([str(vault), "encrypt_string", "--vault-password-file", str(password),
+                           "--name", "vault_router_key_owner", "a-key-of-thirty-two-characters-x"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    encrypted = made.stdout
+    assert made.returncode == 0 and "!vault |" in encrypted, made.stderr
+    with (lab_copy / "group_vars/all.yml").open("a") as f:
+        f.write("\n" + encrypted)
+    result = runner.invoke(app, ["inventory", "check", "-i", str(lab_copy)])
+    assert result.exit_code == 0, result.output
+    from sovereign.inventory.loader import Vaulted
+
+    value = load_inventory(lab_copy).hosts["mimical-1"].vars["vault_router_key_owner"]
+    assert isinstance(value, Vaulted) and value.startswith("$ANSIBLE_VAULT;1.1;AES256")
