@@ -12,7 +12,7 @@ APT_PACKAGES := podman runc debootstrap systemd-container zstd socat openssh-cli
 	iproute2 uidmap slirp4netns fuse-overlayfs postgresql
 STAMPS := .cache/stamps
 
-.PHONY: setup lab test lint unit molecule integration perf perf-router perf-split perf-privacy perf-crystals llama clean lab-down help
+.PHONY: setup lab test lint unit molecule integration perf perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors llama clean lab-down help
 # llama.cpp built on this machine (make llama) for the router's real tiers.
 LLAMA_DIR := $(CURDIR)/.cache/llama.cpp
 export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
@@ -81,11 +81,14 @@ test: lint llama
 	$(BIN)/pytest -q
 
 # The project's own performance (perf/); `sovereign bench` is llama-bench on the nodes.
-perf: setup perf-router perf-split perf-privacy perf-crystals
+perf: setup perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors
 	$(BIN)/python perf/lab_phases.py
 
 perf-router: llama
 	$(BIN)/python perf/router.py
+
+perf-vectors: setup
+	$(BIN)/python perf/vectors.py
 
 perf-split: llama
 	$(BIN)/python perf/split.py
@@ -95,6 +98,9 @@ perf-crystals: setup
 
 perf-privacy: setup
 	$(BIN)/python perf/privacy.py
+
+perf-cli: setup
+	$(BIN)/python perf/cli_start.py
 
 clean:
 	-$(BIN)/sovereign lab down 2>/dev/null

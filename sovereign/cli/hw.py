@@ -6,14 +6,9 @@ from pathlib import Path
 
 import typer
 
-from sovereign.checks import REGISTRY, Expectations, parse_ignore, run_checks, unknown_ids
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import checks_table, console, guarded, needs_provisioner, print_json
-from sovereign.engine.phases import phase as get_phase
 from sovereign.errors import ExitCode, SovereignError, UsageError
-from sovereign.hw.bundle import Bundle
-from sovereign.hw.facts import Facts
-from sovereign.inventory import load_inventory
 
 app = typer.Typer(help="Capture what a node really is, and judge it against the inventory.",
                   no_args_is_help=True)
@@ -32,6 +27,8 @@ def collect(
     stderr. A source missing on the node is recorded as missing."""
     with needs_provisioner("hw collect"):
         from sovereign.hw import remote
+    from sovereign.hw.bundle import Bundle
+    from sovereign.inventory import load_inventory
 
     if local == (host is not None):
         raise UsageError("give exactly one of --local or --host NAME")
@@ -64,6 +61,12 @@ def check(
 ) -> None:
     """Judge a bundle anywhere, with no access to the node. Exit 0 when
     nothing failed, 4 when a check failed, 9 when the bundle is unreadable."""
+    from sovereign.checks import REGISTRY, Expectations, parse_ignore, run_checks, unknown_ids
+    from sovereign.engine.phases import phase as get_phase
+    from sovereign.hw.bundle import Bundle
+    from sovereign.hw.facts import Facts
+    from sovereign.inventory import load_inventory
+
     ignored = parse_ignore(ignore)
     if unknown := unknown_ids(ignored):
         raise SovereignError(f"unknown check id(s): {', '.join(unknown)}",
@@ -99,6 +102,7 @@ def check(
 @guarded
 def list_checks(as_json: bool = JSON) -> None:
     """List every check id, what it verifies, and the phases that run it."""
+    from sovereign.checks import REGISTRY
     from sovereign.engine.phases import PHASES
 
     rows = []

@@ -10,7 +10,6 @@ from rich.markup import escape
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import console, err_console, guarded, print_json
 from sovereign.errors import InventoryError
-from sovereign.inventory import load_inventory
 
 app = typer.Typer(help="Validate and inspect an inventory.", no_args_is_help=True)
 
@@ -25,6 +24,8 @@ def check(inventory: Path | None = INVENTORY, as_json: bool = JSON) -> None:
     Exit 0 when valid (warnings are printed), 3 with one `file: key: problem`
     line per problem otherwise.
     """
+    from sovereign.inventory import load_inventory
+
     path = inventory_path(inventory)
     try:
         inv = load_inventory(path)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from sovereign.cli.options import JSON
 from sovereign.cli.render import console, err_console, guarded, needs_provisioner, print_json
-from sovereign.inventory import load_inventory
-from sovereign.lab import lab
 from sovereign.paths import project_root
+
+if TYPE_CHECKING:
+    from sovereign.lab.lab import LabState
 
 app = typer.Typer(
     help="The lab: two systemd-booted nodes on this machine, reached over real SSH, standing "
@@ -18,7 +21,7 @@ app = typer.Typer(
 )
 
 
-def _show(state: lab.LabState, as_json: bool) -> None:
+def _show(state: LabState, as_json: bool) -> None:
     if as_json:
         print_json(state.model_dump(mode="json"))
         return
@@ -36,6 +39,8 @@ def _show(state: lab.LabState, as_json: bool) -> None:
 def up(as_json: bool = JSON) -> None:
     """Create and boot the lab's nodes (idempotent). The first run builds a
     Debian 12 root filesystem with debootstrap (about a minute, then cached)."""
+    from sovereign.lab import lab
+
     _show(lab.up(log=lambda s: err_console.print(f"[dim]{s}[/]")), as_json)
 
 
@@ -47,6 +52,8 @@ def down(as_json: bool = JSON) -> None:
     lab's history, with each phase marked as reset."""
     with needs_provisioner("lab down"):
         from sovereign.engine.provision import ledger
+    from sovereign.inventory import load_inventory
+    from sovereign.lab import lab
 
     state = lab.down(log=lambda s: err_console.print(f"[dim]{s}[/]"))
     inv = load_inventory(project_root() / "inventory" / "lab")
@@ -58,6 +65,8 @@ def down(as_json: bool = JSON) -> None:
 @guarded
 def status(as_json: bool = JSON) -> None:
     """Show whether each lab node is running and answers SSH."""
+    from sovereign.lab import lab
+
     _show(lab.status(), as_json)
 
 

@@ -11,7 +11,7 @@ import logging
 import typer
 
 from sovereign import __version__
-from sovereign.cli import bench, hw, inventory, lab, plan, provision, pxe, router, status
+from sovereign.cli import awx, bench, hw, inventory, lab, plan, provision, pxe, router, status
 
 app = typer.Typer(
     name="sovereign",
@@ -21,7 +21,9 @@ app = typer.Typer(
         "Without -i, commands use the lab (inventory/lab)."
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    # Plain click help: rich's formatter imports rich.markdown and markdown_it, about 0.1 s of
+    # every --help (perf/cli_start.py).
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 app.add_typer(inventory.app, name="inventory")
@@ -29,6 +31,7 @@ app.add_typer(lab.app, name="lab")
 app.add_typer(hw.app, name="hw")
 app.add_typer(pxe.app, name="pxe")
 app.add_typer(router.app, name="router")
+app.add_typer(awx.app, name="awx")
 app.command("provision", help=provision.HELP)(provision.provision_cmd)
 app.command("status")(status.status_cmd)
 app.command("plan", help=plan.HELP)(plan.plan_cmd)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import console, err_console, guarded, print_json
-from sovereign.inventory import load_inventory
-from sovereign.planner import ClusterPlan, ModelPlan, plan
-from sovereign.planner.capacity import fmt_gib, refusal
+
+if TYPE_CHECKING:
+    from sovereign.planner import ClusterPlan, ModelPlan
 
 HELP = """Size every model of the inventory's roster against the nodes' GPU pools,
 and bound its decode speed by memory bandwidth.
@@ -48,6 +49,8 @@ def _fits(m: ModelPlan) -> str:
 
 
 def _split(m: ModelPlan) -> str:
+    from sovereign.planner.capacity import fmt_gib
+
     if m.tensor_split is None:
         return "[dim]–[/]"
     lines = [m.tensor_split]
@@ -58,6 +61,8 @@ def _split(m: ModelPlan) -> str:
 
 
 def _models_table(result: ClusterPlan) -> Table:
+    from sovereign.planner.capacity import fmt_gib
+
     table = Table(title=f"models — {result.cluster} ({result.inventory})", title_justify="left",
                   show_lines=True)
     table.add_column("model", no_wrap=True)
@@ -82,6 +87,8 @@ def _models_table(result: ClusterPlan) -> Table:
 
 
 def _nodes_table(result: ClusterPlan) -> Table:
+    from sovereign.planner.capacity import fmt_gib
+
     table = Table(title="nodes", title_justify="left")
     for column in ("node", "GPU pool", "always-warm resident", "headroom", "free (on demand)",
                    "bandwidth peak / measured"):
@@ -98,6 +105,10 @@ def _nodes_table(result: ClusterPlan) -> Table:
 
 @guarded
 def plan_cmd(inventory: Path | None = INVENTORY, as_json: bool = JSON) -> None:
+    from sovereign.inventory import load_inventory
+    from sovereign.planner import plan
+    from sovereign.planner.capacity import refusal
+
     result = plan(load_inventory(inventory_path(inventory)))
     error = refusal(result)
     if as_json:

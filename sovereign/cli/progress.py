@@ -1,21 +1,26 @@
-"""Live progress of a provision run, fed by ansible-runner events."""
+"""Live progress of a provision run, fed by ansible-runner events, and what
+each phase did once it ends (sovereign.cli.render.phase_summary)."""
 
 from __future__ import annotations
 
 from rich.live import Live
 from rich.table import Table
 
-from sovereign.checks import CheckResult
-from sovereign.cli.render import checks_table, console
+from sovereign.cli.render import console, phase_summary
 from sovereign.engine.phases import Phase
+from sovereign.engine.provision import HostPhaseReport
 from sovereign.engine.runner import HostTally
 
 
 class RichReporter:
-    """Implements sovereign.engine.provision.Reporter with a rich live table."""
+    """Implements sovereign.engine.provision.Reporter with a rich live table.
 
-    def __init__(self, quiet_checks: bool = False):
-        self.quiet_checks = quiet_checks
+    Quiet by default: the live table goes once a stage ends, and each phase ends
+    with a line per host and the checks that warned or failed. `verbose` keeps
+    the tables, a line per stage, and shows every check."""
+
+    def __init__(self, verbose: bool = False):
+        self.verbose = verbose
         self.live: Live | None = None
         self.label = ""
         self.rows: dict[str, HostTally] = {}
@@ -35,7 +40,7 @@ class RichReporter:
         self.label = f"{stage} — {phase.title}"
         self.rows = {h: HostTally() for h in hosts}
         self.live = Live(self._table(), console=console, refresh_per_second=8,
-                         transient=not console.is_terminal)
+                         transient=not (self.verbose and console.is_terminal))
         self.live.start()
 
     def task(self, host: str, tally: HostTally) -> None:
@@ -47,19 +52,25 @@ class RichReporter:
         if self.live:
             self.live.update(self._table())
 
-    def stage_done(self, phase: Phase, stage: str) -> None:
+    def _stop(self) -> None:
         if self.live:
             self.live.stop()
             self.live = None
+
+    def stage_done(self, phase: Phase, stage: str) -> None:
+        self._stop()
+        if not self.verbose and stage.startswith(phase.name):
+            return  # a phase's own stage: its summary (phase_done) says what it did
         counts = ", ".join(
             f"{h}: {'unreachable' if t.unreachable else f'{t.ok} ok {t.changed} changed {t.failed} failed'}"
             for h, t in self.rows.items())
         console.print(f"[bold]{stage}[/] done ({counts})" if "collect" not in stage
                       else f"[dim]{stage}: done[/]")
 
-    def checks(self, phase: Phase, stage: str, host: str, results: list[CheckResult]) -> None:
-        if results and not self.quiet_checks:
-            console.print(checks_table(f"{phase.name} {stage} — {host}", results))
+    def phase_done(self, phase: Phase, reports: list[HostPhaseReport]) -> None:
+        self._stop()  # a stage that an error ended
+        for renderable in phase_summary(phase.name, reports, verbose=self.verbose):
+            console.print(renderable)
 
     def note(self, text: str) -> None:
         console.print(f"[dim]{text}[/]")

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import typer
 from rich.markup import escape
 
-from sovereign.checks import parse_ignore, unknown_ids
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import console, guarded, needs_provisioner, print_json
 from sovereign.engine.phases import PHASES, parse_phase_list, parse_phase_name, require_built
@@ -24,6 +23,11 @@ PHASE is `phase-1` … `phase-8` or `all`. `all` runs every built phase in
 order and resumes: hosts whose last run of a phase applied the same
 playbook, roles and inventory are skipped (use --force to re-run them).
 `phase-N` always runs.
+
+Each phase ends with one line per host (checks passed, warned, failed,
+skipped; tasks ok, changed, failed) and a table of the checks that warned
+or failed, with their hints; -v shows every check. Ansible's own output is
+in the run's artifacts.
 
 Examples:
 
@@ -84,8 +88,13 @@ def provision_cmd(
         None, "--ignore-preflight-errors",
         help="Check ids whose failure does not stop the run (ID,ID,... or all)."),
     force: bool = typer.Option(False, "--force", help="With `all`: re-run phases already applied."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Show every check and each stage's task counts, not only "
+                                      "the checks that warned or failed."),
     as_json: bool = JSON,
 ) -> None:
+    from sovereign.checks import parse_ignore, unknown_ids
+
     numbers, resuming = _phases(phase, start, only)
     ignored = parse_ignore(ignore)
     if unknown := unknown_ids(ignored):
@@ -97,7 +106,7 @@ def provision_cmd(
 
     result = provision(inventory_path(inventory), numbers, limit=limit, check=check,
                        ignore=ignored, resume=resuming and not force,
-                       reporter=None if as_json else RichReporter())
+                       reporter=None if as_json else RichReporter(verbose))
     if as_json:
         print_json(result.model_dump(mode="json"))
         return

@@ -8,7 +8,6 @@ import typer
 
 from sovereign.cli.options import INVENTORY, inventory_path
 from sovereign.cli.render import console, guarded, needs_provisioner
-from sovereign.inventory import load_inventory
 
 app = typer.Typer(help="Zero-touch OS install over PXE: Ubuntu autoinstall from the inventory.",
                   no_args_is_help=True)
@@ -26,6 +25,7 @@ def render(
     sovereign_pxe, sovereign_pxe_mac and sovereign_pxe_disk."""
     with needs_provisioner("pxe render"):
         from sovereign import pxe
+    from sovereign.inventory import load_inventory
 
     written = pxe.render(load_inventory(inventory_path(inventory)), out, limit)
     for path in written:

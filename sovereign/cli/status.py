@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import console, guarded, needs_provisioner, print_json
 from sovereign.engine.phases import PHASES
-from sovereign.engine.status import Cell, cluster_status
+
+if TYPE_CHECKING:
+    from sovereign.engine.status import Cell
 
 STYLES = {
     "applied": ("✓ applied", "green"),
@@ -45,6 +48,7 @@ def status_cmd(inventory: Path | None = INVENTORY, as_json: bool = JSON) -> None
     simulated hardware)."""
     with needs_provisioner("status"):
         from sovereign.engine.provision import ledger
+    from sovereign.engine.status import cluster_status
 
     result = cluster_status(inventory_path(inventory), ledger())
     if as_json:

@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -28,11 +29,22 @@ from sovereign.paths import project_root, state_dir
 from sovereign.planner import assert_plan_fits
 
 
+@dataclass
+class HostPhaseReport:
+    """How far a phase got on one host, whatever stopped it: the checks judged,
+    by stage (preflight, verify), and the apply's task counts (None when the
+    playbook did not run there)."""
+
+    host: str
+    checks: dict[str, list[CheckResult]] = field(default_factory=dict)
+    tasks: HostTally | None = None
+
+
 class Reporter(Protocol):
     def stage(self, phase: Phase, stage: str, hosts: list[str]) -> None: ...
     def task(self, host: str, tally: HostTally) -> None: ...
     def stage_done(self, phase: Phase, stage: str) -> None: ...
-    def checks(self, phase: Phase, stage: str, host: str, results: list[CheckResult]) -> None: ...
+    def phase_done(self, phase: Phase, reports: list[HostPhaseReport]) -> None: ...
     def note(self, text: str) -> None: ...
 
 
@@ -40,7 +52,7 @@ class NullReporter:
     def stage(self, phase: Phase, stage: str, hosts: list[str]) -> None: ...
     def task(self, host: str, tally: HostTally) -> None: ...
     def stage_done(self, phase: Phase, stage: str) -> None: ...
-    def checks(self, phase: Phase, stage: str, host: str, results: list[CheckResult]) -> None: ...
+    def phase_done(self, phase: Phase, reports: list[HostPhaseReport]) -> None: ...
     def note(self, text: str) -> None: ...
 
 
@@ -150,14 +162,12 @@ def collect(inv: Inventory, hosts: list[str], run_dir: Path, ident: str,
     return {h: Facts(Bundle.load(bundle_dir / f"{h}.tar.gz")) for h in hosts}
 
 
-def judge(inv: Inventory, p: Phase, stage: str, facts: dict[str, Facts], ids: tuple[str, ...],
-          ignore: set[str], reporter: Reporter) -> dict[str, list[CheckResult]]:
+def judge(inv: Inventory, stage: str, facts: dict[str, Facts], ids: tuple[str, ...],
+          ignore: set[str], reports: dict[str, HostPhaseReport]) -> dict[str, list[CheckResult]]:
     out = {}
     for host, host_facts in facts.items():
         expect = Expectations.from_host(inv.hosts[host], inv.fabric_addresses())
-        results = run_checks(host_facts, expect, ids, ignore)
-        reporter.checks(p, stage, host, results)
-        out[host] = results
+        out[host] = reports[host].checks[stage] = run_checks(host_facts, expect, ids, ignore)
     return out
 
 
@@ -206,9 +216,10 @@ def provision(inventory: Path | str, numbers: list[int], *, limit: str | None = 
         records = {h: book.start(run_id=run_id, cluster=inv.cluster_name, inventory=str(inv.path),
                                  host=h, phase=number, check_mode=check, git_commit=commit,
                                  fingerprint=print_fp) for h in todo}
+        reports = {h: HostPhaseReport(h) for h in todo}
         try:
             fresh = _run_phase(inv, p, todo, run_dir, check, ignore, reporter, book, records,
-                               result, fresh)
+                               result, fresh, reports)
         except BaseException as exc:
             # Whatever stopped the phase, each host's row says so; nothing is lost.
             message = getattr(exc, "message", None) or repr(exc)
@@ -216,12 +227,15 @@ def provision(inventory: Path | str, numbers: list[int], *, limit: str | None = 
             for rid in records.values():
                 book.close_if_running(rid, status=status, message=message)
             raise
+        finally:
+            reporter.phase_done(p, list(reports.values()))
     return result
 
 
 def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, check: bool,
                ignore: set[str], reporter: Reporter, book: Ledger, records: dict[str, int],
-               result: ProvisionResult, fresh: dict[str, Facts]) -> dict[str, Facts]:
+               result: ProvisionResult, fresh: dict[str, Facts],
+               reports: dict[str, HostPhaseReport]) -> dict[str, Facts]:
     """Run one phase on `hosts`; return the facts its verify step collected.
 
     `fresh` holds the facts the previous phase of this run verified: nothing
@@ -231,7 +245,7 @@ def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, check:
         before = {h: fresh[h] for h in hosts}
     else:
         before = collect(inv, hosts, run_dir, f"{p.name}-preflight", reporter, p)
-    pre = judge(inv, p, "preflight", before, p.preflight, ignore, reporter)
+    pre = judge(inv, "preflight", before, p.preflight, ignore, reports)
     blocked = {h: [r for r in rs if r.blocking] for h, rs in pre.items()}
     if any(blocked.values()):
         for h, rid in records.items():
@@ -248,6 +262,8 @@ def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, check:
     outcome = run_playbook(str(p.playbook), inv.path, hosts, run_dir=run_dir,
                            ident=f"{p.name}-apply", check=check, progress=reporter.task)
     reporter.stage_done(p, f"{p.name}: apply")
+    for h in hosts:
+        reports[h].tasks = outcome.hosts.get(h)
     if not outcome.ok:
         for h, rid in records.items():
             t = outcome.hosts.get(h, HostTally())
@@ -274,7 +290,7 @@ def _run_phase(inv: Inventory, p: Phase, hosts: list[str], run_dir: Path, check:
         return {}
 
     after = collect(inv, hosts, run_dir, f"{p.name}-verify", reporter, p)
-    post = judge(inv, p, "verify", after, p.verify, ignore, reporter)
+    post = judge(inv, "verify", after, p.verify, ignore, reports)
     failed = []
     for h, rid in records.items():
         t = outcome.hosts[h]

@@ -78,3 +78,35 @@ def test_every_exit_code_is_documented_once() -> None:
     table = (project_root() / "docs" / "cli.md").read_text()
     documented = [int(m) for m in re.findall(r"^\| (\d+) \|", table, flags=re.M)]
     assert sorted(documented) == sorted(int(c) for c in ExitCode), documented
+
+
+# What `sovereign` may not import before a command runs: each costs its share
+# of every start (perf/cli_start.py measures it); the command imports it.
+NOT_AT_START = ("ansible", "ansible_runner", "paramiko", "jinja2", "numpy", "httpx",
+                "sovereign.checks", "sovereign.inventory", "sovereign.hw", "sovereign.planner",
+                "sovereign.lab", "sovereign.engine.provision", "sovereign.engine.status",
+                "rich.markdown")
+# What the root's own start (`sovereign`, `sovereign --help`) does not need either.
+NOT_AT_ROOT = (*NOT_AT_START, "pydantic", "yaml", "asyncio", "sovereign.router")
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["provision", "--help"], ["hw", "check", "--help"],
+                                  ["status", "--help"]],
+                         ids=["import", "help", "provision-help", "hw-check-help", "status-help"])
+def test_the_cli_starts_without_what_its_commands_need(args: list[str]) -> None:
+    """The import graph only, in a fresh interpreter: never a timing."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nsys.argv = ['sovereign', *sys.argv[1:]]\n"
+            "from sovereign.cli.main import main\n"
+            "try:\n    main() if len(sys.argv) > 1 else None\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write(json.dumps(sorted(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=60)
+    loaded = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert "sovereign.cli.provision" in loaded  # the probe did import the CLI
+    names = NOT_AT_ROOT if args in ([], ["--help"]) else NOT_AT_START
+    early = sorted(m for m in loaded if any(m == n or m.startswith(n + ".") for n in names))
+    assert not early, f"`sovereign {' '.join(args)}` imported {early}"
