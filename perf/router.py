@@ -9,7 +9,12 @@
    interleaved round by round so both see the same machine state; p50 and p99
    at concurrency 1 and 16, and their ratio, from the same run. The router is
    measured twice: with the crystal lookup on (each request is embedded by
-   all-MiniLM-L6-v2 for the semantic lookup) and off.
+   all-MiniLM-L6-v2 for the semantic lookup) and off. The same again streamed
+   (`stream: true`): time to first byte (the status line and headers) and to
+   first token (the first SSE chunk with content), router against direct in
+   the same run. llama-server streams as it generates; the router streams an
+   answer only once the gate has scored all of it, so its first token comes
+   after the whole (8-token) answer.
 2. Crystal lookup with 100,000 stored answers (SQLite; Postgres too with
    --postgres when the server binaries are installed): the indexed exact
    query in the store, the start-up load of the in-memory index, and the
@@ -76,31 +81,34 @@ async def _one(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> flo
     return time.perf_counter() - t
 
 
-async def _round(client: httpx.AsyncClient, url: str, bodies: list[dict[str, Any]]) -> list[float]:
-    return list(await asyncio.gather(*(_one(client, url, b) for b in bodies)))
+async def _round(client: httpx.AsyncClient, url: str, bodies: list[dict[str, Any]],
+                 one: Any = _one) -> list[Any]:
+    return list(await asyncio.gather(*(one(client, url, b) for b in bodies)))
 
 
-def _body(i: int, model: str) -> dict[str, Any]:
+def _body(i: int, model: str, stream: bool = False) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": prompt(i)}],
-            "max_tokens": 8, "temperature": 0.0, "logprobs": True, "top_logprobs": 5}
+            "max_tokens": 8, "temperature": 0.0, "logprobs": True, "top_logprobs": 5, "stream": stream}
 
 
-async def latency(targets: dict[str, str], concurrency: int, rounds: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {k: [] for k in targets}
+async def latency(targets: dict[str, str], concurrency: int, rounds: int,
+                  one: Any = _one, stream: bool = False) -> dict[str, list[Any]]:
+    """What `one` measures of each request (default: its latency), per target."""
+    out: dict[str, list[Any]] = {k: [] for k in targets}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     names = list(targets)
     seq = 0
     async with httpx.AsyncClient(limits=limits) as client:
         for name in names:  # warm-up: connections, caches, the embedder's first call
             for _ in range(3):
-                bodies = [_body(seq + i, "auto") for i in range(concurrency)]
+                bodies = [_body(seq + i, "auto", stream) for i in range(concurrency)]
                 seq += len(bodies)
-                await _round(client, targets[name], bodies)
+                await _round(client, targets[name], bodies, one)
         for r in range(rounds):
             for name in names[r % len(names):] + names[: r % len(names)]:  # rotate who goes first
-                bodies = [_body(seq + i, "auto") for i in range(concurrency)]
+                bodies = [_body(seq + i, "auto", stream) for i in range(concurrency)]
                 seq += concurrency
-                out[name] += await _round(client, targets[name], bodies)
+                out[name] += await _round(client, targets[name], bodies, one)
     return out
 
 
@@ -108,7 +116,7 @@ def start_router(tier_url: str, state: Path, semantic: bool) -> tuple[subprocess
     port = free_port()
     cfg = {"tiers": [{"name": "system-1", "endpoint": tier_url, "threshold": 0.0, "max_tokens": 8},
                      {"name": "system-2", "enabled": False}, {"name": "cloud", "enabled": False}],
-           "store": {"semantic": semantic, "exact": True}}
+           "store": {"semantic": semantic, "exact": True}, "auth": {"mode": "none"}}  # loopback, no keys
     state.mkdir(parents=True, exist_ok=True)
     (state / "router.yml").write_text(yaml.safe_dump(cfg))
     if semantic:
@@ -160,12 +168,66 @@ def measure_latency(quick: bool, work: Path) -> dict[str, Any]:
                               "ratio_p50": round(p50 / d50, 3), "ratio_p99": round(p99 / d99, 3),
                               "added_p50_ms": round(p50 - d50, 1), "added_p99_ms": round(p99 - d99, 1)}
             results[f"concurrency_{conc}"] = rows
-        return results
+        return {"latency": results, "streaming": measure_streaming(targets, quick)}
     finally:
         for p in procs:
             p.terminate()
             p.wait(10)
         llama.stop()
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+async def _stream_one(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[float, float]:
+    """(time to first byte, time to first token) of one streamed request: the
+    response's status line and headers, then the first SSE chunk with content."""
+    t = time.perf_counter()
+    async with client.stream("POST", url, json=body, timeout=120) as r:
+        r.raise_for_status()
+        ttfb = time.perf_counter() - t
+        ttft = None
+        async for line in r.aiter_lines():
+            if ttft is None and line.startswith("data: {"):
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if (choices[0].get("delta") or {}).get("content"):
+                    ttft = time.perf_counter() - t
+    if ttft is None:
+        raise SystemExit(f"{url}: a stream without content")
+    return ttfb, ttft
+
+
+def measure_streaming(targets: dict[str, str], quick: bool) -> dict[str, Any]:
+    """TTFB and TTFT of streamed requests (`stream: true`), each target against
+    the direct llama-server (the first target) in the same run, interleaved."""
+    results: dict[str, Any] = {}
+    for conc, rounds in ((1, 20 if quick else 60), (16, 3 if quick else 10)):
+        got = asyncio.run(latency(targets, conc, rounds, one=_stream_one, stream=True))
+        direct = got[next(iter(targets))]
+        base = {what: (pct([x[i] for x in direct], 50), pct([x[i] for x in direct], 99))
+                for i, what in enumerate(("ttfb", "ttft"))}
+        rows: dict[str, Any] = {}
+        for name, values in got.items():
+            row: dict[str, Any] = {"n": len(values)}
+            for i, what in enumerate(("ttfb", "ttft")):
+                p50, p99 = pct([x[i] for x in values], 50), pct([x[i] for x in values], 99)
+                row |= {f"{what}_p50_ms": round(p50, 1), f"{what}_p99_ms": round(p99, 1),
+                        f"{what}_ratio_p50": round(p50 / base[what][0], 3),
+                        f"{what}_ratio_p99": round(p99 / base[what][1], 3)}
+            rows[name] = row
+        results[f"concurrency_{conc}"] = rows
+    return results
+
+
+def print_streaming(streaming: dict[str, Any]) -> None:
+    for conc, rows in streaming.items():
+        print(f"\nstreamed (stream: true), {conc.replace('_', ' ')} (same run; ratio = target / direct)")
+        print(f"  {'':30} {'n':>5} {'TTFB p50':>9} {'p99':>7} {'x p50':>6} {'x p99':>6} "
+              f"{'TTFT p50':>9} {'p99':>7} {'x p50':>6} {'x p99':>6}   (ms)")
+        for name, r in rows.items():
+            print(f"  {name:30} {r['n']:>5} {r['ttfb_p50_ms']:>9} {r['ttfb_p99_ms']:>7} "
+                  f"{r['ttfb_ratio_p50']:>6} {r['ttfb_ratio_p99']:>6} {r['ttft_p50_ms']:>9} "
+                  f"{r['ttft_p99_ms']:>7} {r['ttft_ratio_p50']:>6} {r['ttft_ratio_p99']:>6}")
 
 
 def _fill(store: Any, n: int, dim: int, domain_count: int) -> tuple[list[str], np.ndarray]:
@@ -290,7 +352,7 @@ def main() -> None:
     results: dict[str, Any] = {"machine": machine}
     try:
         if not args.skip_latency:
-            results["latency"] = measure_latency(args.quick, work)
+            results |= measure_latency(args.quick, work)
         results["crystals"] = measure_crystals(n, work, args.postgres)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -303,6 +365,7 @@ def main() -> None:
             print(f"  {name:30} {r['n']:>5} {r['p50_ms']:>9} {r['p99_ms']:>9} {r['ratio_p50']:>7} "
                   f"{r['ratio_p99']:>7} "
                   f"{r['added_p50_ms']:>8} {r['added_p99_ms']:>8}")
+    print_streaming(results.get("streaming", {}))
     c = results["crystals"]
     print(f"\ncrystal lookup with {c['n']:,} stored answers")
     for name in ("sqlite", "postgres"):

@@ -13,6 +13,8 @@ the scenarios.
 - `sovereign_router_config`: the router's configuration file, from the same
   code that reads it from an inventory (sovereign/router/config.py), without
   secrets.
+- `sovereign_router_callers`: the router's managed callers file (salted
+  hashes of the vault's keys, sovereign/router/callers.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def _sovereign() -> Any:
         import sovereign.inventory.loader
         import sovereign.inventory.models
         import sovereign.planner
+        import sovereign.router.callers
         import sovereign.router.config
     except ImportError as exc:
         raise AnsibleFilterError(
@@ -90,7 +93,17 @@ def sovereign_router_config(hosts: list[str], hostvars: Any, overrides: dict[str
         raise _filter_error(exc) from exc
 
 
+def sovereign_router_callers(callers: dict[str, Any], host: str) -> list[dict[str, Any]]:
+    """`router_callers | sovereign_router_callers(inventory_hostname)`: policies and salted hashes."""
+    sv = _sovereign()
+    try:
+        return sv.router.callers.managed_entries(json.loads(json.dumps(callers or {}, default=str)), host)
+    except sv.router.callers.CallerError as exc:
+        raise AnsibleFilterError("; ".join([exc.message, exc.hint or ""]).strip("; ")) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"sovereign_plan": sovereign_plan, "sovereign_llama_log": sovereign_llama_log,
-                "sovereign_router_config": sovereign_router_config}
+                "sovereign_router_config": sovereign_router_config,
+                "sovereign_router_callers": sovereign_router_callers}

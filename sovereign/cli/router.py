@@ -1,9 +1,8 @@
-"""`sovereign router ...`: serve, calibrate, crystals, attempts, audit, quarantine, config, egress,
-fetch-models, cloud-standin."""
+"""`sovereign router ...`: serve, ask, keys, calibrate, crystals, attempts, audit, quarantine, config,
+egress, fetch-models, cloud-standin."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -15,8 +14,10 @@ from rich.table import Table
 
 from sovereign.cli.options import INVENTORY, JSON, inventory_path
 from sovereign.cli.render import console, guarded, print_json
-from sovereign.errors import EnvironmentProblem, SovereignError
-from sovereign.router.config import STANDIN_PORT
+from sovereign.cli.router_keys import app as keys_app
+from sovereign.cli.router_options import CONFIG
+from sovereign.cli.router_options import router_settings as _settings
+from sovereign.errors import EnvironmentProblem, SovereignError, UsageError
 
 app = typer.Typer(help="The confidence-gated model router: local tiers first, the cloud last "
                   "(through the egress gate), every cloud answer crystallized.", no_args_is_help=True)
@@ -24,20 +25,7 @@ crystals_app = typer.Typer(help="The crystal store: every cloud answer, consulte
                            no_args_is_help=True)
 app.add_typer(crystals_app, name="crystals")
 
-CONFIG = typer.Option(None, "--config", "-c", envvar="SOVEREIGN_ROUTER_CONFIG",
-                      help="YAML/JSON file overriding the inventory's router settings "
-                           "(on a node: /etc/sovereign/router/router.yml, set in the environment).",
-                      show_default=False)
-# `-i none` (or SOVEREIGN_INVENTORY=none): the configuration file alone, as on a
-# node, where the router runs from the file that role `router` rendered.
-NO_INVENTORY = "none"
-
-
-def _settings(inventory: Path | None, config: Path | None) -> Any:
-    from sovereign.router.config import load_settings
-
-    path = inventory_path(inventory)
-    return load_settings(None if str(path) == NO_INVENTORY else path, config)
+app.add_typer(keys_app, name="keys")
 
 
 def _store(settings: Any) -> Any:
@@ -92,6 +80,21 @@ def _router_url(inventory: Path | None) -> str:
     return f"http://{host.vars.get('ansible_host', host.name)}:{port}"
 
 
+def _inventory_key(inventory: Path | None, caller: str) -> str:
+    """The key of `caller` in the orchestrator's router_callers, when the
+    inventory holds it in plain text (a vault-encrypted one cannot be read here)."""
+    from sovereign.inventory import load_inventory
+    from sovereign.router.config import router_host
+
+    path = inventory_path(inventory)
+    callers = router_host(load_inventory(path)).vars.get("router_callers") or {}
+    key = (callers.get(caller) or {}).get("key") if isinstance(callers, dict) else None
+    if not isinstance(key, str) or not key or "{{" in key:
+        raise UsageError(f"no key for caller {caller!r}: {path} has no plain router_callers.{caller}.key",
+                         hint="pass --api-key (or SOVEREIGN_ROUTER_API_KEY), or --caller NAME")
+    return key
+
+
 def path_line(sovereign: dict[str, Any]) -> str:
     """A response's way up the ladder in one line, e.g. `system-1 below 0.26 →
     cloud (simulated) → crystallized`, or `crystal exact`."""
@@ -128,8 +131,12 @@ def ask(
                                    "orchestrator and router_port)."),
     model: str = typer.Option("auto", "--model", help="auto (the whole ladder) or a tier's name."),
     max_tokens: int = typer.Option(48, "--max-tokens"),
-    api_key: str = typer.Option("unused", "--api-key", envvar="SOVEREIGN_ROUTER_API_KEY",
-                                help="Bearer key for the router.", show_default=False),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="SOVEREIGN_ROUTER_API_KEY",
+                                       help="A caller's key (`sovereign router keys add`). Default: the "
+                                       "inventory's router_callers.<--caller>.key, when it is plain text "
+                                       "(the lab's).", show_default=False),
+    caller: str = typer.Option("owner", "--caller", help="Whose key of the inventory's router_callers to use "
+                               "when --api-key is not given."),
     as_json: bool = JSON,
 ) -> None:
     """Ask the router one question with the official OpenAI client; print the
@@ -140,7 +147,8 @@ def ask(
         raise EnvironmentProblem("`router ask` uses the official OpenAI client",
                                  hint="pip install openai (make setup installs it)") from None
     base = (url or _router_url(inventory)).rstrip("/")
-    client = OpenAI(base_url=f"{base}/v1", api_key=api_key, timeout=300, max_retries=0)
+    key = api_key or _inventory_key(inventory, caller)
+    client = OpenAI(base_url=f"{base}/v1", api_key=key, timeout=300, max_retries=0)
     try:
         raw = client.chat.completions.with_raw_response.create(
             model=model, max_tokens=max_tokens, messages=[{"role": "user", "content": question}])
@@ -220,6 +228,8 @@ def calibrate(
     store = _store(settings)
     probed = 0
     if examples is not None:
+        import asyncio
+
         probed = asyncio.run(_probe_examples(settings, store, examples, max_tokens))
     path = settings.calibration_path()
     report, labelled = fit(store, path, method, dry_run=dry_run)  # type: ignore[arg-type]
@@ -456,7 +466,8 @@ def fetch_models(
 @guarded
 def cloud_standin(
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(STANDIN_PORT, "--port"),
+    port: int | None = typer.Option(None, "--port", help="Default: where the `cloud-standin` provider points "
+                                    "(8099).", show_default=False),
     answers: Path | None = typer.Option(None, "--answers", help="JSON object: question → answer."),
     key_env: str = typer.Option("SOVEREIGN_CLOUD_STANDIN_KEY", "--key-env",
                                 help="Environment variable holding the key it requires (unset: none)."),
@@ -464,6 +475,7 @@ def cloud_standin(
     """Run the cloud stand-in (simulated): a local endpoint that plays a cloud provider.
 
     It is OpenAI-compatible and names itself as simulated in every answer."""
+    from sovereign.router.config import STANDIN_PORT
     from sovereign.router.standin import read_answers, run
 
-    run(host, port, read_answers(answers), key_env)
+    run(host, STANDIN_PORT if port is None else port, read_answers(answers), key_env)

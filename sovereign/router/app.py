@@ -9,8 +9,11 @@
 - `GET /v1/models`: `auto` (the ladder) and one entry per tier (a request
   naming a tier starts the ladder there).
 - `GET /health`: tiers, store, spool, egress budget; 200 when a local tier
-  and the store are up, 503 (with the same body) when degraded.
-- `GET /metrics`: Prometheus text.
+  and the store are up, 503 (with the same body) when degraded. Without an
+  admin key (or a loopback client) only the status and each tier's state.
+- `GET /metrics`: Prometheus text (an admin key or a loopback client).
+Who may ask, and from which names, is access.py's: a caller's key on every
+API request (`Authorization: Bearer`), the Host and Origin checked first.
 Errors have OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 `stop`, `response_format` and `tools` are honoured or refused with a 400
 naming them (params.py, ladder.py), never dropped; a malformed body (too
@@ -31,12 +34,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from sovereign.router.access import Denied, Door, HostGuard, error, health_summary
+from sovereign.router.callers import Caller
 from sovereign.router.config import SIMULATED, RouterSettings
-from sovereign.router.ladder import AUTO_MODELS, NoAnswer, RouteResult, UnknownModel, Unsupported
+from sovereign.router.ladder import AUTO_MODELS, Forbidden, NoAnswer, RouteResult, UnknownModel, Unsupported
 from sovereign.router.metrics import CONTENT_TYPE_LATEST
 from sovereign.router.params import BadParam, parse_body, read_params
 from sovereign.router.service import Router
@@ -85,14 +92,6 @@ class ChatRequest(BaseModel):
     response_format: Any = None
     tools: Any = None
     tool_choice: Any = None
-
-
-def error(status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
-          code: str | None = None, extra: dict[str, Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    if extra:
-        body["sovereign"] = extra
-    return JSONResponse(body, status_code=status)
 
 
 def _flatten(req: ChatRequest) -> list[dict[str, Any]]:
@@ -223,13 +222,21 @@ async def kept_alive(routing: asyncio.Future[Any], include_usage: bool, every: f
 
 def create_app(settings: RouterSettings, router_factory: Callable[[RouterSettings],
                                                                   Router] | None = None) -> Starlette:
-    state: dict[str, Router] = {}
+    state: dict[str, Any] = {}
 
     def router() -> Router:
         return state["router"]
 
+    def door() -> Door:
+        return state["door"]
+
     async def chat(request: Request) -> Response:
         r = router()
+        try:
+            caller = door().admit(request)
+        except Denied as exc:
+            r.metrics.requests.labels(outcome="unauthorized").inc()
+            return exc.response()
         raw = await request.body()
         if len(raw) > settings.max_request_bytes:
             r.metrics.requests.labels(outcome="invalid").inc()
@@ -259,7 +266,7 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
         except ValueError as exc:
             r.metrics.requests.labels(outcome="invalid").inc()
             return error(400, str(exc), param="messages", code="invalid_value")
-        routing = asyncio.ensure_future(routed(r, req, messages, params))
+        routing = asyncio.ensure_future(routed(r, req, messages, params, caller))
         if req.stream:
             # Wait a little for the ladder: an error decided by then keeps its HTTP status.
             done, _ = await asyncio.wait({routing}, timeout=settings.stream_keepalive_s)
@@ -279,12 +286,15 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
         return JSONResponse(completion_body(result), headers=headers)
 
     async def routed(r: Router, req: ChatRequest, messages: list[dict[str, Any]],
-                     params: Any) -> RouteResult | Response:
+                     params: Any, caller: Caller) -> RouteResult | Response:
         """The ladder's result, or the error response it comes to."""
         try:
             return await r.route(messages, model=req.model,
                                  max_tokens=req.max_completion_tokens or req.max_tokens,
-                                 temperature=req.temperature, params=params)
+                                 temperature=req.temperature, params=params, caller=caller)
+        except Forbidden as exc:
+            r.metrics.requests.labels(outcome="forbidden").inc()
+            return error(403, exc.message, type_="permission_error", param=exc.param, code="tier_not_allowed")
         except Unsupported as exc:
             r.metrics.requests.labels(outcome="invalid").inc()
             return error(400, exc.message, param=exc.param, code="unsupported_parameter",
@@ -300,10 +310,17 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
 
     async def models(request: Request) -> Response:
         r = router()
+        try:
+            caller = door().admit(request)
+        except Denied as exc:
+            return exc.response()
         now = int(r.started)
+        mine = [n for n in r.tier_names() if caller.policy.may_use(n)]
         data = [{"id": "auto", "object": "model", "created": now, "owned_by": "sovereign",
-                 "sovereign": {"kind": "ladder", "tiers": r.tier_names()}}]
+                 "sovereign": {"kind": "ladder", "tiers": mine}}]
         for name, c in r.clients.items():
+            if name not in mine:
+                continue
             data.append({"id": name, "object": "model", "created": now, "owned_by": "sovereign",
                          "sovereign": {"kind": c.tier.kind, "model": c.model, "threshold": c.tier.threshold,
                                        "scorer": c.tier.scorer, "simulated": c.simulated}})
@@ -311,10 +328,14 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
 
     async def health(request: Request) -> Response:
         body = await router().health()
-        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+        status = 200 if body["status"] == "ok" else 503
+        return JSONResponse(body if door().sees_detail(request) else health_summary(body), status_code=status)
 
     async def metrics(request: Request) -> Response:
         r = router()
+        if not door().sees_detail(request):
+            return error(403, "/metrics needs an admin key (or a client on a loopback address)",
+                         type_="permission_error", code="admin_scope_required")
         r.metrics.crystals.set(len(r.crystals.index))
         return Response(r.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
@@ -333,8 +354,18 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
         r = (router_factory or Router)(settings)
         await r.start()
         state["router"] = r
+        state["door"] = Door(settings, r.callers)
         log.info("router ready: tiers %s, store %s, embedder %s", r.tier_names(),
                  r.store.describe() if r.store else f"unavailable ({r.store_error})", r.embedder_note)
+        if settings.auth.mode == "none":
+            log.warning("authentication off (auth.mode: none): listening on %s, a loopback address, only",
+                        settings.listen.host)
+        elif (keys := r.callers.count()) == 0:
+            log.warning("no caller keys yet (%s): every API request gets 401 until `sovereign router keys "
+                        "add NAME`", settings.keys_path())
+        else:
+            log.info("%d caller key(s); Host and Origin must be one of %s", keys,
+                     ", ".join(sorted(settings.listen.allowed_hosts)) or "this machine's names")
         try:
             yield
         finally:
@@ -349,10 +380,20 @@ def create_app(settings: RouterSettings, router_factory: Callable[[RouterSetting
         ],
         exception_handlers={HTTPException: on_http_error, Exception: on_crash},
         lifespan=lifespan,
+        middleware=middleware(settings),
     )
     app.state.started = time.time()
     app.state.routers = state
     return app
+
+
+def middleware(settings: RouterSettings) -> list[Middleware]:
+    """The Host/Origin guard, outermost; CORS only for the origins configured."""
+    out = [Middleware(HostGuard, settings=settings)]
+    if settings.listen.cors_origins:
+        out.append(Middleware(CORSMiddleware, allow_origins=settings.listen.cors_origins,
+                              allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]))
+    return out
 
 
 def serve(settings: RouterSettings) -> None:
@@ -365,4 +406,5 @@ def serve(settings: RouterSettings) -> None:
     configure_logging()
     log.info("router on http://%s:%s (%s)", settings.listen.host, settings.listen.port,
              "; ".join(settings.source) or "defaults")
-    run(create_app(settings), settings.listen.host, settings.listen.port, name="the router")
+    run(create_app(settings), settings.listen.host, settings.listen.port, name="the router",
+        close_s=Router.close_bound_s(settings))

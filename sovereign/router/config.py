@@ -11,6 +11,7 @@ lives here once) → a YAML or JSON file (`--config`) →
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from pathlib import Path
@@ -35,6 +36,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVICE = "router"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]") in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
 ENV_PREFIX = env_prefix(SERVICE)
 SIMULATED = "cloud stand-in (simulated)"
 
@@ -42,6 +54,25 @@ SIMULATED = "cloud stand-in (simulated)"
 class ListenSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(
+        default=[], description="names and addresses the router answers to in a request's Host and Origin, "
+        "besides listen.host, localhost and the loopback addresses (a request naming any other is refused: "
+        "DNS rebinding)")
+    cors_origins: list[str] = Field(
+        default=[], description="origins (scheme://host[:port]) that browsers may call the API from; none by "
+        "default (CORS off)")
+
+
+class AuthSettings(Section):
+    """Who may ask (callers.py). `keys`: every request to the API carries a
+    caller's key; `none`: no keys, and then the router listens only on a
+    loopback address."""
+
+    mode: Literal["keys", "none"] = "keys"
+    keys_file: Path | None = Field(default=None, description="the operator's keys, written by `sovereign "
+                                   "router keys` (default <state>/callers.json)")
+    managed_file: Path | None = Field(default=None, description="the keys role router renders from "
+                                      "router_callers (never written by the CLI)")
 
 
 class TierSettings(Section):
@@ -167,6 +198,10 @@ class StoreSettings(Section):
     exact: bool = True
     semantic: bool = True
     semantic_threshold: float = Field(default=0.92, ge=0.0, le=1.0)
+    ann: bool = Field(default=True, description="search large blocks through the ANN index (usearch); "
+                      "false: exact search always")
+    ann_min_vectors: int = Field(default=20_000, ge=1, description="a block (domain, system prompt) of at "
+                                 "least this many crystals is searched through the ANN index")
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> StoreSettings:
@@ -196,6 +231,7 @@ class RouterSettings(ServiceSettings):
     merge_by_name: ClassVar[tuple[str, ...]] = ("tiers",)
 
     listen: ListenSettings = ListenSettings()
+    auth: AuthSettings = AuthSettings()
     tiers: list[TierSettings] = []
     providers: dict[str, ProviderSettings] = {}
     egress: EgressSettings = EgressSettings()
@@ -228,6 +264,10 @@ class RouterSettings(ServiceSettings):
         for cls_, tier in self.classifier.start.items():
             if tier not in names:
                 raise ValueError(f"classifier.start.{cls_}: {tier!r} is not a tier")
+        if self.auth.mode == "none" and not is_loopback(self.listen.host):
+            raise ValueError(f"auth.mode is none, so the router listens only on a loopback address, and "
+                             f"listen.host is {self.listen.host}: give callers keys (`sovereign router keys "
+                             "add NAME`) or listen on 127.0.0.1")
         return self
 
     # ---------------------------------------------------------------- derived paths
@@ -239,6 +279,9 @@ class RouterSettings(ServiceSettings):
 
     def calibration_path(self) -> Path:
         return self.calibration_file or self.state() / "calibration.json"
+
+    def keys_path(self) -> Path:
+        return self.auth.keys_file or self.state() / "callers.json"
 
     def kill_switch_path(self) -> Path:
         return self.egress.kill_switch_file or self.state() / "egress.off"

@@ -40,7 +40,7 @@ import threading
 import time
 import unicodedata
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ from sovereign.router.config import StoreSettings
 from sovereign.router.constraints import Signature, numbers_of, signature
 from sovereign.router.embed import Embedder
 from sovereign.router.store import Crystal, RouterStore, StoreUnavailable
+from sovereign.router.vectors import VectorBlock
 
 log = logging.getLogger(__name__)
 
@@ -104,34 +105,19 @@ class _Entry:
     created_at: float
     prompt: str  # the operator's, never a response's
     signature: Signature
-
-
-@dataclass
-class _Block:
-    dim: int
-    vecs: np.ndarray = field(init=False)
-    ids: list[str] = field(default_factory=list)
-    n: int = 0
-
-    def __post_init__(self) -> None:
-        self.vecs = np.zeros((16, self.dim), dtype=np.float32)
-
-    def add(self, ident: str, vec: np.ndarray) -> None:
-        if self.n == len(self.vecs):
-            grown = np.zeros((len(self.vecs) * 2, self.dim), dtype=np.float32)
-            grown[: self.n] = self.vecs[: self.n]
-            self.vecs = grown
-        self.vecs[self.n] = vec
-        self.ids.append(ident)
-        self.n += 1
+    caller: str | None = None
 
 
 class SemanticIndex:
-    """Exact keys and embeddings of the crystals, in memory."""
+    """Exact keys and embeddings of the crystals, in memory. The embeddings are
+    grouped in blocks (domain, system prompt), each a `VectorBlock` (vectors.py):
+    exact search, through an ANN index from `ann_min_vectors` vectors on (None: never)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, ann_min_vectors: int | None = None) -> None:
         self.dim = dim
-        self.blocks: dict[tuple[str, str], _Block] = {}
+        self.ann_min_vectors = ann_min_vectors
+        self.blocks: dict[tuple[str, str], VectorBlock] = {}
+        self.block_of: dict[str, tuple[str, str]] = {}
         self.entries: dict[str, _Entry] = {}
         self.exact: dict[str, str] = {}
         self.removed: set[str] = set()
@@ -140,18 +126,35 @@ class SemanticIndex:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, c: Crystal, vec: np.ndarray | None) -> None:
+    def add(self, c: Crystal, vec: np.ndarray | None, sync: bool = True) -> None:
+        """One crystal. `sync=False` (a bulk load) leaves the ANN index to `sync()`."""
         with self._lock:
             self.entries[c.id] = _Entry(c.id, c.answer, c.provider, c.model, c.created_at, c.prompt,
-                                        signature(c.prompt))
+                                        signature(c.prompt), c.caller)
             self.exact[c.exact_key] = c.id
             self.removed.discard(c.id)
             if vec is not None and c.single_turn:
-                self.blocks.setdefault((c.domain, c.system_key), _Block(self.dim)).add(c.id, vec)
+                self._add_vector(c.id, c.domain, c.system_key, vec, sync)
 
     def add_vector(self, ident: str, domain: str, sys_key: str, vec: np.ndarray) -> None:
         with self._lock:
-            self.blocks.setdefault((domain, sys_key), _Block(self.dim)).add(ident, vec)
+            self._add_vector(ident, domain, sys_key, vec, True)
+
+    def _add_vector(self, ident: str, domain: str, sys_key: str, vec: np.ndarray, sync: bool) -> None:
+        key = (domain, sys_key)
+        old = self.block_of.get(ident)
+        if old is not None and old != key:
+            self.blocks[old].remove(ident)
+        block = self.blocks.get(key)
+        if block is None:
+            block = self.blocks[key] = VectorBlock(self.dim, self.ann_min_vectors)
+        block.add(ident, vec, sync=sync)
+        self.block_of[ident] = key
+
+    def sync(self) -> None:
+        """Build or update every block's ANN index now (blocking: start-up, in a thread)."""
+        for block in list(self.blocks.values()):
+            block.sync(wait=True)
 
     def remove(self, ident: str) -> None:
         with self._lock:
@@ -160,35 +163,35 @@ class SemanticIndex:
             for k, v in list(self.exact.items()):
                 if v == ident:
                     del self.exact[k]
+            key = self.block_of.pop(ident, None)
+            if key is not None:
+                self.blocks[key].remove(ident)
 
     def has_block(self, domain: str, sys_key: str) -> bool:
         """Whether any crystal could match semantically (else the embedding is skipped)."""
         block = self.blocks.get((domain, sys_key))
-        return block is not None and block.n > 0
+        return block is not None and len(block) > 0
 
     def find_exact(self, key: str) -> str | None:
         ident = self.exact.get(key)
         return ident if ident and ident not in self.removed else None
 
     def search(self, domain: str, sys_key: str, vec: np.ndarray, threshold: float,
-               sig: Signature, top: int = 16) -> tuple[str, float] | None:
+               sig: Signature, top: int = 16, owner: str | None = None) -> tuple[str, float] | None:
         """The most similar crystal at or above the threshold whose prompt has the
-        same answer-changing signature (constraints.py) as the query's."""
+        same answer-changing signature (constraints.py) as the query's (given an
+        owner: among the owner's own crystals)."""
         block = self.blocks.get((domain, sys_key))
-        if block is None or block.n == 0:
+        if block is None:
             return None
-        sims = block.vecs[: block.n] @ vec
-        k = min(top, block.n)
-        best = np.argpartition(-sims, k - 1)[:k]
-        for i in best[np.argsort(-sims[best])]:
-            if sims[i] < threshold:
+        for ident, sim in block.search(vec, top):
+            if sim < threshold:
                 return None
-            ident = block.ids[i]
             entry = self.entries.get(ident)
-            if ident in self.removed or entry is None:
+            if ident in self.removed or entry is None or (owner is not None and entry.caller != owner):
                 continue
             if entry.signature == sig:
-                return ident, float(sims[i])
+                return ident, sim
         return None
 
 
@@ -197,7 +200,8 @@ class Crystallizer:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.index = SemanticIndex(embedder.dim if embedder else 384)
+        self.index = SemanticIndex(embedder.dim if embedder else 384,
+                                   settings.ann_min_vectors if settings.ann else None)
         self.loaded = False
         self._queue: list[tuple[str, asyncio.Future[np.ndarray]]] = []
         self._batching = False
@@ -218,7 +222,8 @@ class Crystallizer:
                 vec = np.frombuffer(embedding, dtype="<f4")
                 if vec.shape[0] != self.index.dim:
                     vec = None
-            self.index.add(c, vec)
+            self.index.add(c, vec, sync=False)
+        self.index.sync()
         self.loaded = True
         log.info("crystal index: %d crystal(s) loaded in %.2fs", len(rows), time.perf_counter() - t0)
         return len(rows)
@@ -255,24 +260,48 @@ class Crystallizer:
         finally:
             self._batching = False
 
-    async def lookup(self, messages: list[dict[str, str]], domain: str) -> Hit | None:
+    async def lookup(self, messages: list[dict[str, str]], domain: str,
+                     owner: str | None = None) -> Hit | None:
+        """The crystal that answers these messages (given an owner: one of the
+        owner's own), or None: exact match first, then semantic."""
+        hit = await self.lookup_exact(messages, owner)
+        if hit is None and self.wants_semantic(messages, domain):
+            hit = await self.lookup_semantic(messages, domain, owner)
+        return hit
+
+    async def lookup_exact(self, messages: list[dict[str, str]], owner: str | None = None) -> Hit | None:
+        """The exact match (cheap: a hash and a dict)."""
         if self.settings.exact:
             ident = self.index.find_exact(exact_key(messages))
-            if ident is not None and (hit := await self._confirm(ident, "exact", 1.0)):
+            entry = self.index.entries.get(ident or "")
+            visible = entry is not None and (owner is None or entry.caller == owner)
+            if ident is not None and visible and (hit := await self._confirm(ident, "exact", 1.0)):
                 return hit
-        if (self.settings.semantic and self.embedder is not None and is_single_turn(messages)
-                and self.index.has_block(domain, system_key(messages))):
-            prompt = next(m["content"] for m in messages if m["role"] == "user")
-            vec = await self.embed(prompt)
-            if vec is not None:
-                found = self.index.search(domain, system_key(messages), vec, self.settings.semantic_threshold,
-                                          signature(prompt))
-                if found is not None:
-                    hit = await self._confirm(found[0], "semantic", found[1])
-                    if hit is not None:
-                        hit.embedder = self.embedder.name
-                    return hit
         return None
+
+    def wants_semantic(self, messages: list[dict[str, str]], domain: str) -> bool:
+        """Whether a semantic lookup could match (else the embedding is skipped)."""
+        return (self.settings.semantic and self.embedder is not None and is_single_turn(messages)
+                and self.index.has_block(domain, system_key(messages)))
+
+    async def lookup_semantic(self, messages: list[dict[str, str]], domain: str,
+                              owner: str | None = None) -> Hit | None:
+        """The semantic match: the user message embedded, the block searched."""
+        if not self.wants_semantic(messages, domain):
+            return None
+        assert self.embedder is not None
+        prompt = next(m["content"] for m in messages if m["role"] == "user")
+        vec = await self.embed(prompt)
+        if vec is None:
+            return None
+        found = self.index.search(domain, system_key(messages), vec, self.settings.semantic_threshold,
+                                  signature(prompt), owner=owner)
+        if found is None:
+            return None
+        hit = await self._confirm(found[0], "semantic", found[1])
+        if hit is not None:
+            hit.embedder = self.embedder.name
+        return hit
 
     async def _confirm(self, ident: str, match: str, similarity: float) -> Hit | None:
         entry = self.index.entries.get(ident)
@@ -302,7 +331,7 @@ class Crystallizer:
 
     async def crystallize(self, *, messages: list[dict[str, str]], domain: str, answer: str, provider: str,
                           model: str, prompt_tokens: int, completion_tokens: int, raw: dict[str, Any],
-                          request_id: str) -> Crystal:
+                          request_id: str, caller: str | None = None) -> Crystal:
         single = is_single_turn(messages)
         prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         vec = await self.embed(prompt) if single else None
@@ -312,6 +341,6 @@ class Crystallizer:
                     completion_tokens=completion_tokens, raw_response=raw,
                     embedding=vec.astype("<f4").tobytes() if vec is not None else None,
                     embedder=self.embedder.name if (self.embedder and vec is not None) else None,
-                    request_id=request_id)
+                    request_id=request_id, caller=caller)
         self.index.add(c, vec)
         return c

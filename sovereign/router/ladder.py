@@ -18,7 +18,9 @@
    the same request (agreement with it) as calibration ground truth;
 6. `record`: every attempt (request id, tier, model, score, latency, tokens,
    decision, reason) and every egress decision goes to the store in the
-   background, or to the outbox when the store is unreachable.
+   background, or to the outbox when the store is unreachable; a request that
+   made a cloud call has its crystal and audit rows durable before its answer
+   is released (`crystallize`).
 
 The parts it climbs with (clients, gate, crystals, calibration, writer) are
 built by the composition root, service.py.
@@ -26,7 +28,10 @@ built by the composition root, service.py.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +41,7 @@ from pydantic import BaseModel
 
 from sovereign.router import metrics as m
 from sovereign.router.calibrate import CalibrationSet, agree
+from sovereign.router.callers import LOCAL, Caller
 from sovereign.router.classify import (
     CLASSIFY_PROMPT,
     Assessment,
@@ -127,6 +133,23 @@ class UnknownModel(Exception):
     pass
 
 
+class Forbidden(Exception):
+    """The caller's policy does not allow what the request names (HTTP 403)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param, self.message = param, message
+
+
+# What a response's path may say: a tier's name and decision, never its
+# internal address (the stored attempt keeps the whole reason for the operator).
+_ADDRESS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s,;)]+|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
+
+
+def public_reason(reason: str) -> str:
+    return _ADDRESS.sub("<endpoint>", reason)
+
+
 class Unsupported(Exception):
     """No tier of the ladder can honour a parameter of the request (HTTP 400 naming it)."""
 
@@ -161,15 +184,17 @@ class Request:
     egress: EgressInfo = field(default_factory=lambda: EgressInfo(decision="not-needed"))
     total_tokens: int = 0
     params: Params = field(default_factory=Params)
+    caller: Caller = field(default_factory=lambda: LOCAL)
 
     def record(self, tier: str, decision: str, reason: str, **kw: Any) -> None:
         """One attempt: kept for the store and shown in the response's path."""
         assert self.assessment is not None
         self.attempts.append(Attempt(request_id=self.id, seq=len(self.attempts) + 1, at=time.time(),
                                      tier=tier, decision=decision, reason=reason,
-                                     domain=self.assessment.domain, cls=self.assessment.cls, **kw))
+                                     domain=self.assessment.domain, cls=self.assessment.cls,
+                                     caller=self.caller.name, **kw))
         score, latency = kw.get("score"), kw.get("latency_ms")
-        self.path.append(Step(tier=tier, decision=decision, reason=reason,
+        self.path.append(Step(tier=tier, decision=decision, reason=public_reason(reason),
                               score=None if score is None else round(score, 4),
                               latency_ms=None if latency is None else round(latency, 1)))
         self.metrics.attempts.labels(tier=tier, decision=decision).inc()
@@ -197,17 +222,23 @@ class Ladder:
 
     async def route(self, messages: list[dict[str, str]], *, model: str = "auto",
                     max_tokens: int | None = None, temperature: float | None = None,
-                    params: Params | None = None) -> RouteResult:
+                    params: Params | None = None, caller: Caller = LOCAL) -> RouteResult:
         if model not in AUTO_MODELS and model not in self.clients:
             raise UnknownModel(model)
+        if model in self.clients and not caller.policy.may_use(model):
+            raise Forbidden("model", f"caller {caller.name!r} may not use tier {model!r} (its tiers: "
+                            f"{', '.join(caller.policy.tiers or [])})")
         req = Request(id=f"chatcmpl-sov-{uuid.uuid4().hex[:24]}", messages=messages, max_tokens=max_tokens,
-                      temperature=temperature, metrics=self.metrics, params=params or Params())
+                      temperature=temperature, metrics=self.metrics, params=params or Params(), caller=caller)
         req.assessment = await self.assess(messages, model)
         self.refuse_unsupported(req)
-        hit = await self.consult_crystals(req)
+        hit, first = await self.consult_crystals(req)
         if hit is not None:
             return hit
-        await self.climb(req)
+        if first is None:
+            await self.climb(req)
+        elif req.chosen is None:  # the first rung answered alongside the lookup, below its threshold
+            await self.climb_after(req, first)
         below = self.choose(req)
         await self.crystallize(req)
         self.record(req)
@@ -255,7 +286,7 @@ class Ladder:
         if not p.needs_tools and p.json_mode is None:
             return
         runnable = [t for t in self.rungs(req.assessment.start_tier)
-                    if self.clients[t.name].problem() is None]
+                    if self.clients[t.name].problem() is None and req.caller.policy.may_use(t.name)]
         whys = [(t, self.cannot(t, p)) for t in runnable]
         if any(why is None for _, why in whys):
             return
@@ -273,25 +304,103 @@ class Ladder:
                           f"{what} (runnable from {req.assessment.start_tier}: {tiers})")
 
     # ---------------------------------------------------------------- 2. crystals
-    async def consult_crystals(self, req: Request) -> RouteResult | None:
+    async def consult_crystals(self, req: Request) -> tuple[RouteResult | None, TierSettings | None]:
+        """(the crystal's answer or None, the tier already tried or None).
+
+        The exact lookup first (a hash). Then, when a semantic lookup could match,
+        the embedding and the search run alongside the first rung's request, when
+        that rung is local (a cloud call costs budget and egress: never started
+        speculatively): on a hit the tier's request is cancelled (recorded), on a
+        miss the tier's attempt, judged as in the climb, is the request's."""
         assert req.assessment is not None
         if req.params.needs_tools:  # a stored text answer does not answer a request that offers tools
-            return None
+            return None, None
+        sharing = req.caller.policy.crystals
+        if sharing == "none":
+            return None, None
+        owner = req.caller.name if sharing == "own" else None
+        hit = await self._lookup(req, self.crystals.lookup_exact(req.messages, owner))
+        if hit is not None and (hit := self.crystal_fits(req, hit)) is not None:
+            return self.serve_crystal(req, hit), None
+        if not self.crystals.wants_semantic(req.messages, req.assessment.domain):
+            return None, None
+        first = self.early_tier(req)
+        shadow, since = self._shadow(req), (len(req.attempts), len(req.audits))
+        early = asyncio.create_task(self.try_tier(shadow, first)) if first is not None else None
         try:
-            hit = await self.crystals.lookup(req.messages, req.assessment.domain)
+            hit = await self._lookup(req, self.crystals.lookup_semantic(req.messages, req.assessment.domain,
+                                                                        owner))
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
+        if hit is not None:
+            hit = self.crystal_fits(req, hit)
+        if early is None or first is None:
+            return (self.serve_crystal(req, hit) if hit is not None else None), None
+        if hit is not None and early.cancel():
+            req.record(first.name, "cancelled", f"crystal {hit.crystal_id} answered first "
+                       f"({hit.match} match)", model=self.clients[first.name].model, kind=first.kind)
+            return self.serve_crystal(req, hit), None
+        await early
+        self._adopt(req, shadow, since)
+        if hit is not None:  # the tier had answered before the crystal's confirmation came back
+            return self.serve_crystal(req, hit), None
+        return None, first
+
+    async def _lookup(self, req: Request, lookup: Any) -> Hit | None:
+        try:
+            return await lookup
         except Exception as exc:  # a broken lookup must not stop the ladder
             log.exception("crystal lookup failed")
             req.record("crystals", "error", f"lookup failed: {type(exc).__name__}")
             return None
-        if hit is None:
-            return None
+
+    def early_tier(self, req: Request) -> TierSettings | None:
+        """The first rung, when it may be started before the lookup is done: a local tier."""
+        assert req.assessment is not None
+        rungs = self.rungs(req.assessment.start_tier)
+        return rungs[0] if rungs and rungs[0].kind != "cloud" else None
+
+    @staticmethod
+    def _shadow(req: Request) -> Request:
+        """A copy of the request for a tier run alongside the lookup: what it records
+        is the request's only once the lookup missed (`_adopt`)."""
+        return dataclasses.replace(req, attempts=list(req.attempts), path=list(req.path),
+                                   audits=list(req.audits))
+
+    @staticmethod
+    def _adopt(req: Request, shadow: Request, since: tuple[int, int]) -> None:
+        """What the shadow recorded after `since` (its attempts and audits when it was made)
+        becomes the request's, attempts renumbered after the request's own, and its outcome."""
+        for a, step in zip(shadow.attempts[since[0]:], shadow.path[since[0]:], strict=True):
+            req.attempts.append(a.model_copy(update={"seq": len(req.attempts) + 1}))
+            req.path.append(step)
+        req.audits += shadow.audits[since[1]:]
+        req.best, req.chosen, req.total_tokens = shadow.best, shadow.chosen, shadow.total_tokens
+        req.cloud, req.cloud_provider, req.egress = shadow.cloud, shadow.cloud_provider, shadow.egress
+
+    async def climb_after(self, req: Request, done: TierSettings) -> None:
+        """The climb from the rung after `done`."""
+        assert req.assessment is not None
+        rungs = self.rungs(req.assessment.start_tier)
+        for tier in rungs[rungs.index(done) + 1:]:
+            if await self.try_tier(req, tier):
+                return
+
+    def crystal_fits(self, req: Request, hit: Hit) -> Hit | None:
+        """The hit, cut at the request's stop strings; None (recorded) when it does not
+        satisfy the request's response_format."""
         text, stopped = cut_at_stop(hit.answer, req.params.stop)
         if (bad := check_format(text, req.params)) is not None:
             req.record("crystals", "invalid-format", f"crystal {hit.crystal_id} does not satisfy "
                        f"response_format {req.params.json_mode}: {bad}", model=hit.model)
             return None
-        if stopped is not None:
-            hit = hit.model_copy(update={"answer": text})
+        return hit.model_copy(update={"answer": text}) if stopped is not None else hit
+
+    def serve_crystal(self, req: Request, hit: Hit) -> RouteResult:
+        """The crystal's answer as the request's result (recorded)."""
+        assert req.assessment is not None
         req.record("crystals", "crystallized", f"{hit.match} match of crystal {hit.crystal_id} "
                    f"(similarity {hit.similarity:.3f}) from {hit.provider}", score=hit.similarity,
                    model=hit.model)
@@ -336,7 +445,7 @@ class Ladder:
         chars = sum(len(x["content"]) for x in req.messages)
         est = chars // 4 + min(req.max_tokens or tier.max_tokens, tier.max_tokens)
         decision = self.gate.check(client.provider, req.assessment.domain, est, req.id,
-                                   findings=req.assessment.findings)
+                                   findings=req.assessment.findings, caller=req.caller)
         self.metrics.egress.labels(provider=client.provider.name,
                                    decision="allow" if decision.allowed else "deny").inc()
         req.egress = EgressInfo(decision="allow" if decision.allowed else "deny",
@@ -349,6 +458,10 @@ class Ladder:
     async def try_tier(self, req: Request, tier: TierSettings) -> bool:
         """Ask one tier; True when its answer is accepted (the climb stops)."""
         client = self.clients[tier.name]
+        if not req.caller.policy.may_use(tier.name):
+            req.record(tier.name, "skipped", f"not one of caller {req.caller.name!r}'s tiers",
+                       model=client.model)
+            return False
         if (skip := self._skip_reason(tier, client)) is not None:
             req.record(tier.name, "skipped", skip, model=client.model)
             return False
@@ -442,29 +555,41 @@ class Ladder:
 
     # ---------------------------------------------------------------- 5. crystallize
     async def crystallize(self, req: Request) -> None:
+        """A cloud answer becomes a crystal and labels the local attempts of the
+        request. A request that made a cloud call returns from here only once its
+        crystal and its audit rows are durable (`Writer.persist`: in the store, or
+        in the outbox fsynced), so that a router killed right after the answer
+        loses neither; the answer is released after this."""
         cloud = req.cloud
-        if cloud is None:
-            return
+        kept: list[Any] = []
         # Answers shaped by the request (tool calls, JSON, stop strings) do not answer the bare question.
-        if cloud.tool_calls or req.params.needs_tools or req.params.json_mode is not None or req.params.stop:
-            return
-        assert req.assessment is not None
-        try:
-            crystal = await self.crystals.crystallize(
-                messages=req.messages, domain=req.assessment.domain, answer=cloud.text,
-                provider=req.cloud_provider, model=cloud.model, prompt_tokens=cloud.prompt_tokens,
-                completion_tokens=cloud.completion_tokens, raw=cloud.raw, request_id=req.id)
-            self.writer.submit(CRYSTALS, [crystal])
-            req.crystal_id = crystal.id
-        except Exception:
-            log.exception("crystallization failed for %s", req.id)
-        for a in req.attempts:
-            if a.kind == "local" and a.answer:
-                label = Label(request_id=req.id, seq=a.seq, label=agree(a.answer, cloud.text), source="cloud")
-                a.label, a.label_source = label.label, label.source
+        shaped = cloud is not None and bool(cloud.tool_calls or req.params.needs_tools
+                                            or req.params.json_mode is not None or req.params.stop)
+        if cloud is not None and not shaped:
+            assert req.assessment is not None
+            try:
+                crystal = await self.crystals.crystallize(
+                    messages=req.messages, domain=req.assessment.domain, answer=cloud.text,
+                    provider=req.cloud_provider, model=cloud.model, prompt_tokens=cloud.prompt_tokens,
+                    completion_tokens=cloud.completion_tokens, raw=cloud.raw, request_id=req.id,
+                    caller=req.caller.name)
+                kept.append(crystal)
+                req.crystal_id = crystal.id
+            except Exception:
+                log.exception("crystallization failed for %s", req.id)
+            for a in req.attempts:
+                if a.kind == "local" and a.answer:
+                    label = Label(request_id=req.id, seq=a.seq, label=agree(a.answer, cloud.text),
+                                  source="cloud")
+                    a.label, a.label_source = label.label, label.source
+        if any(e.decision == "allow" for e in req.audits):  # a cloud call was made
+            await asyncio.gather(self.writer.persist(CRYSTALS, kept), self.writer.persist(AUDIT, req.audits))
+            req.audits = []  # durable now: `record` has none of them left to write
 
     # ---------------------------------------------------------------- 6. record
     def record(self, req: Request) -> None:
+        """The attempts, and the audit rows not yet kept by `crystallize`, in the
+        background (`close` brings them to disk at a stop)."""
         self.writer.submit(ATTEMPTS, req.attempts)
         self.writer.submit(AUDIT, req.audits)
 

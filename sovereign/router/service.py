@@ -4,11 +4,12 @@ lifecycle, and health.
 `Router(settings)` opens the store (or notes why it could not: records then
 go to the outbox), the embedder, the crystal index, the tier clients, the
 egress gate with today's usage, the calibration and the metrics, and hands
-them to the `Ladder` (ladder.py), which decides. `start()` loads the crystal
-index and replays the outbox, then a ticker, every 5 s, reconnects to the
-store when there is none (a router started while it was down), loads the
-crystal index once it is back, and replays the outbox; `close()` waits for the
-writes in flight. `/health` never waits on the store longer than
+them to the `Ladder` (ladder.py), which decides. `start()` replays the outbox and
+loads the crystal index, then a ticker, every 5 s, reconnects to the store
+when there is none (a router started while it was down), replays the outbox
+and loads the crystal index once the store is back; `close()` brings every
+record still in memory to the store or the outbox within a bound, whatever
+the store does. `/health` never waits on the store longer than
 `store.request_timeout_s`.
 """
 
@@ -23,6 +24,7 @@ import httpx
 
 from sovereign.router import metrics as m
 from sovereign.router.calibrate import CalibrationSet
+from sovereign.router.callers import LOCAL, Caller, Registry
 from sovereign.router.classify import RuleClassifier
 from sovereign.router.config import RouterSettings
 from sovereign.router.crystals import Crystallizer
@@ -32,7 +34,7 @@ from sovereign.router.ladder import Ladder, RouteResult
 from sovereign.router.params import Params
 from sovereign.router.store import KINDS, RouterStore, StoreUnavailable, open_store
 from sovereign.router.tiers import TierClient
-from sovereign.service.outbox import Outbox, Writer
+from sovereign.service.outbox import Outbox, Writer, in_daemon_thread
 from sovereign.service.redact import install_log_filter, register, register_dsn
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,8 @@ class Router:
         self.metrics = m.RouterMetrics()
         self.outbox = Outbox(settings.spool_dir(), KINDS)
         self.writer = Writer(self.outbox, lambda: self.store, self._store_failed,
-                             timeout_s=settings.store.write_timeout_s)
+                             timeout_s=settings.store.write_timeout_s,
+                             persist_timeout_s=settings.store.request_timeout_s)
         self.store = store
         self.store_error: str | None = None
         if self.store is None and open_store_now:
@@ -100,13 +103,10 @@ class Router:
         self.embedder = embedder
         self.crystals = Crystallizer(settings.store, self.store, embedder)
         self.clients = make_clients(settings, self.http)
-        usage = (0, 0, 0.0)
-        if self.store is not None:
-            try:
-                usage = self.store.egress_usage_since(day_start())
-            except StoreUnavailable as exc:
-                log.warning("egress usage of today unknown (%s); counting from zero", exc.message)
-        self.gate = EgressGate(settings.egress, settings.kill_switch_path(), usage)
+        self.callers = Registry(settings.keys_path(), settings.auth.managed_file)
+        # Today's usage is read from the store in start(), after the outbox is replayed.
+        self.gate = EgressGate(settings.egress, settings.kill_switch_path())
+        self._usage_read = False
         self.ladder = Ladder(settings, clients=self.clients, crystals=self.crystals,
                              classifier=RuleClassifier(settings.classifier), gate=self.gate,
                              calibration=CalibrationSet.load(settings.calibration_path()), writer=self.writer,
@@ -114,22 +114,55 @@ class Router:
         self._ticker: asyncio.Task[Any] | None = None
         self.started = time.time()
 
+    @staticmethod
+    def _usage_today(store: RouterStore) -> tuple[tuple[int, int, float], dict[str, tuple[int, int, float]]]:
+        """Today's egress usage as the store has it: in all, and by caller."""
+        since = day_start()
+        return store.egress_usage_since(since), store.egress_usage_by_caller(since)
+
     def _store_failed(self, reason: str) -> None:
         self.store_error = reason
         self.metrics.spool_pending.inc(1)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        # The outbox first: it may hold the allowed calls of a router that
+        # stopped with the store away, and they count towards today's budget.
         await self.replay_outbox()
+        await self._read_usage()
         self._ticker = asyncio.create_task(self._tick())
 
+    async def _read_usage(self) -> None:
+        """Add today's egress usage as the store has it, once (the gate counts from then on)."""
+        if self.store is None or self._usage_read:
+            return
+        try:
+            self.gate.restore(*await asyncio.to_thread(self._usage_today, self.store))
+            self._usage_read = True
+        except StoreUnavailable as exc:
+            log.warning("egress usage of today unknown (%s); counting from zero", exc.message)
+
+    @staticmethod
+    def close_bound_s(settings: RouterSettings) -> float:
+        """The most `close` takes, the appends aside: the writes in flight, then the store."""
+        return settings.store.write_timeout_s + settings.store.request_timeout_s
+
     async def close(self) -> None:
+        """Shutdown, bounded whatever the store does (a frozen Postgres): the
+        ticker stops; every record still in memory is in the store or the outbox
+        within `store.write_timeout_s` (plus the appends); the store is given
+        `store.request_timeout_s` to close (a connection stuck on a frozen server
+        is left to the process's exit)."""
         if self._ticker:
             self._ticker.cancel()
-        await self.writer.drain()
+        await self.writer.close(self.settings.store.write_timeout_s)
         await self.http.aclose()
+        bound = self.settings.store.request_timeout_s
         if self.store is not None:
-            self.store.close()
+            try:
+                await asyncio.wait_for(in_daemon_thread(self.store.close), bound)
+            except TimeoutError:
+                log.warning("shutdown: the store did not close within %gs; left to the exit", bound)
 
     async def _tick(self, every: float = 5.0) -> None:
         while True:
@@ -140,8 +173,7 @@ class Router:
                 log.exception("outbox replay failed")
 
     async def ensure_store(self) -> bool:
-        """Open the store if there is none, and load the crystal index if it is not
-        loaded yet; whether the store is there (the ticker calls this)."""
+        """Open the store if there is none; whether the store is there."""
         if self.store is None:
             try:
                 self.store = await asyncio.to_thread(open_store, self.settings)
@@ -151,26 +183,29 @@ class Router:
             self.crystals.store = self.store
             self.store_error = None
             log.info("store back: %s", self.store.describe())
-            try:
-                self.gate.restore(await asyncio.to_thread(self.store.egress_usage_since, day_start()))
-            except StoreUnavailable as exc:
-                log.warning("egress usage of today unknown (%s)", exc.message)
-        if not self.crystals.loaded:
+            if self._ticker is not None:
+                # Back after start: before the replay, whose records (this
+                # router's own calls) the gate has counted already.
+                await self._read_usage()
+        return True
+
+    async def replay_outbox(self) -> tuple[int, int]:
+        """(lines applied, lines pending): the store opened if there is none, the
+        outbox replayed, then the crystal index loaded if it is not yet: after the
+        replay, so that it holds the crystals a router stopped before it could
+        write them kept in this outbox (the ticker calls this)."""
+        applied = 0
+        if await self.ensure_store() and self.outbox.segments():
+            applied, pending = await in_daemon_thread(self.outbox.replay, self.store)
+        else:
+            pending = await asyncio.to_thread(self.outbox.pending)
+        self.metrics.spool_pending.set(pending)
+        if self.store is not None and not self.crystals.loaded:
             try:
                 await asyncio.to_thread(self.crystals.load_index)
             except StoreUnavailable as exc:
                 self.store_error = exc.message
                 log.error("crystal index not loaded: %s", exc.message)
-                return False
-        return True
-
-    async def replay_outbox(self) -> tuple[int, int]:
-        if not await self.ensure_store() or not self.outbox.segments():
-            pending = await asyncio.to_thread(self.outbox.pending)
-            self.metrics.spool_pending.set(pending)
-            return 0, pending
-        applied, pending = await asyncio.to_thread(self.outbox.replay, self.store)
-        self.metrics.spool_pending.set(pending)
         return applied, pending
 
     async def drain(self) -> None:
@@ -183,9 +218,9 @@ class Router:
 
     async def route(self, messages: list[dict[str, str]], *, model: str = "auto",
                     max_tokens: int | None = None, temperature: float | None = None,
-                    params: Params | None = None) -> RouteResult:
+                    params: Params | None = None, caller: Caller = LOCAL) -> RouteResult:
         return await self.ladder.route(messages, model=model, max_tokens=max_tokens, temperature=temperature,
-                                       params=params)
+                                       params=params, caller=caller)
 
     # ---------------------------------------------------------------- health
     async def health(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.lab
 HEAD = "mimical-1"
 ROUTER = f"http://{MGMT[HEAD]}:8090"
 KEY = "lab-llama-key-not-secret"
+# inventory/lab: router_callers.
+OWNER_KEY = "lab-router-owner-key-not-secret"
 
 
 def on_head(command: str) -> str:
@@ -37,7 +39,7 @@ def test_phase_7_runs_on_the_orchestrator_alone(phase7, cli):
 def test_the_openai_client_gets_an_answer_from_the_local_tier(phase7):
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"{ROUTER}/v1", api_key="unused", timeout=120)
+    client = OpenAI(base_url=f"{ROUTER}/v1", api_key=OWNER_KEY, timeout=120)
     # A question nothing else on the lab asks: no crystal answers it yet.
     raw = client.chat.completions.with_raw_response.create(
         model="auto", max_tokens=16, messages=[{"role": "user", "content": "Which planet is the largest?"}])
@@ -53,7 +55,7 @@ def test_configuration_comes_from_the_inventory_without_the_key(phase7):
     config = yaml.safe_load(text)
     assert [(t["name"], t.get("endpoint")) for t in config["tiers"][:2]] == [
         ("system-1", "http://10.213.77.12:8081"), ("system-2", "http://10.213.77.11:8082")]
-    assert KEY not in text
+    assert KEY not in text and OWNER_KEY not in on_head("cat /etc/sovereign/router/callers.json")
     mode = on_head("stat -c '%a %U %G' /etc/sovereign/router/env").split()
     assert mode == ["640", "root", "sovereign-router"]
 
@@ -111,6 +113,23 @@ def test_a_financial_question_never_leaves(phase7, cli):
     audit = json.loads(node_cli("router audit --json"))
     assert any(e["decision"] == "deny" and e["domain"] == "financial" and e["request_id"] == s["request_id"]
                for e in audit), audit
+
+
+def test_callers_need_a_key_and_a_caller_without_egress_never_leaves(phase7, cli):
+    import httpx
+
+    refused = httpx.post(f"{ROUTER}/v1/chat/completions", timeout=30,
+                         json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+    assert refused.status_code == 401, refused.text
+    # Asked as `kairos` (egress deny), a question no crystal answers stays in:
+    # a local tier accepts it, or the gate denies the cloud in kairos's name.
+    out = cli.json("router", "ask", "--caller", "kairos", "Which ocean is the largest? One word.")
+    s = out["sovereign"]
+    assert s["tier"].startswith("system-") and s["egress"]["decision"] in ("deny", "not-needed"), s
+    if s["egress"]["decision"] == "deny":
+        assert "caller 'kairos' may not use egress" in s["egress"]["reason"], s
+    audit = json.loads(node_cli("router audit --json"))
+    assert all(e["caller"] != "kairos" or e["decision"] == "deny" for e in audit), audit
 
 
 def test_no_answer_on_the_lab_carries_template_markers(phase7, cli):

@@ -174,7 +174,8 @@ def serve_router(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ro
 
     def make(cfg: dict[str, Any], name: str = "router") -> tuple[ThreadedServer, Any]:
         path = tmp_path / f"{name}.yml"
-        path.write_text(yaml.safe_dump(cfg))
+        # Loopback routers without caller keys unless the test says otherwise (test_callers.py).
+        path.write_text(yaml.safe_dump({"auth": {"mode": "none"}, **cfg}))
         settings = load_settings(LAB, path)
         srv = ThreadedServer(create_app(settings)).start()
         started.append(srv)

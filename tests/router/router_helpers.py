@@ -37,6 +37,8 @@ def tiers_config(smol: LlamaServer | None, gemma: LlamaServer | None, standin_ur
          "timeout_s": 20},
     ]
     cfg: dict[str, Any] = {
+        # A loopback router without caller keys (test_callers.py turns them on).
+        "auth": {"mode": "none"},
         "tiers": tiers,
         "providers": {"cloud-standin": {
             "name": "cloud-standin", "base_url": (standin_url or "http://127.0.0.1:9") + "/v1",

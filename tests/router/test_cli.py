@@ -183,7 +183,7 @@ def test_serve_runs_the_service(tmp_path: Path) -> None:
     port = free_port()
     cfg = tmp_path / "r.yml"
     closed = free_port()  # nothing listens there: both local tiers are down
-    cfg.write_text(yaml.safe_dump({"embedding": {"backend": "hashed"}, "tiers": [
+    cfg.write_text(yaml.safe_dump({"auth": {"mode": "none"}, "embedding": {"backend": "hashed"}, "tiers": [
         {"name": "system-1", "endpoint": f"http://127.0.0.1:{closed}"},
         {"name": "system-2", "endpoint": f"http://127.0.0.1:{closed}"}]}))
     proc = subprocess.Popen([sys.executable, "-m", "sovereign", "router", "serve", "-i", str(LAB), "--config",

@@ -186,11 +186,11 @@ def test_down_and_slow_tiers_are_skipped_and_recorded(live, smol_server, gemma_s
     assert [(s["tier"], s["decision"]) for s in path] == [("system-1", "down"), ("system-2", "timeout"),
                                                          ("cloud", "accepted")]
     assert "cannot connect" in path[0]["reason"] and "within 0.02s" in path[1]["reason"]
-    # The next request skips both without waiting on them.
-    t0 = time.perf_counter()
+    # The next request skips both without calling them (no latency recorded: no call was made).
     nxt, _ = ask(client, "What is the capital of Italy?")
-    assert [s["decision"] for s in nxt.model_extra["sovereign"]["path"]] == ["skipped", "skipped", "accepted"]
-    assert time.perf_counter() - t0 < 1.0
+    steps = nxt.model_extra["sovereign"]["path"]
+    assert [s["decision"] for s in steps] == ["skipped", "skipped", "accepted"]
+    assert [s["latency_ms"] for s in steps[:2]] == [None, None]
     router = drain(srv)
     assert [a.decision for a in router.store.attempts(comp.id)] == ["down", "timeout", "accepted"]
 

@@ -11,12 +11,15 @@ URL = "http://127.0.0.1:8090"
 CONFIG = "/etc/sovereign/router/router.yml"
 ENV = "/etc/sovereign/router/env"
 KEY = "molecule-llama-key-not-secret"
+CALLER_KEY = "molecule-router-tester-key-not-secret"
+CALLERS = "/etc/sovereign/router/callers.json"
 
 # The node has python3 but no curl.
 REQUEST = """
 import sys, urllib.error, urllib.request
-url, body = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(url, data=body.encode() or None, headers={"Content-Type": "application/json"})
+url, body, key = sys.argv[1], sys.argv[2], sys.argv[3]
+headers = {"Content-Type": "application/json", **({"Authorization": "Bearer " + key} if key else {})}
+req = urllib.request.Request(url, data=body.encode() or None, headers=headers)
 try:
     with urllib.request.urlopen(req, timeout=120) as r:
         print(r.status); print(r.read().decode())
@@ -25,9 +28,9 @@ except urllib.error.HTTPError as e:
 """
 
 
-def request(host, path: str, body: dict | None = None) -> tuple[int, dict]:
-    out = host.check_output("python3 -c %s %s %s", REQUEST, URL + path,
-                            json.dumps(body) if body is not None else "")
+def request(host, path: str, body: dict | None = None, key: str = CALLER_KEY) -> tuple[int, dict]:
+    out = host.check_output("python3 -c %s %s %s %s", REQUEST, URL + path,
+                            json.dumps(body) if body is not None else "", key)
     status, _, text = out.partition("\n")
     return int(status), json.loads(text)
 
@@ -52,8 +55,19 @@ def test_configuration_from_the_inventory_without_secrets(host):
     assert [t["name"] for t in config["tiers"]] == ["system-1", "cloud"]
     assert config["tiers"][0]["endpoint"] == "http://127.0.0.1:8081"
     assert config["egress"]["daily_budget"]["calls"] == 5
-    assert config["listen"] == {"host": "127.0.0.1", "port": 8090}
+    assert (config["listen"]["host"], config["listen"]["port"]) == ("127.0.0.1", 8090)
+    assert "mimical-1" in config["listen"]["allowed_hosts"]
+    assert config["auth"]["managed_file"] == CALLERS
     assert KEY not in f.content_string
+
+
+def test_callers_are_salted_hashes(host):
+    f = host.file(CALLERS)
+    assert f.user == "root" and f.group == "sovereign-router" and f.mode == 0o640
+    callers = {c["name"]: c for c in json.loads(f.content_string)}
+    assert set(callers) == {"tester", "phase-7-verify"}
+    assert callers["tester"]["tiers"] == ["system-1"] and callers["phase-7-verify"]["egress"] == "deny"
+    assert CALLER_KEY not in f.content_string
 
 
 def test_keys_only_in_the_environment_file(host):
@@ -70,6 +84,13 @@ def test_health_names_every_tier(host):
     # A local tier and the store are up: 200. The cloud tier is never probed
     # (a call would be egress), and says so.
     assert status == 200 and "not probed" in health["tiers"]["cloud"]["detail"]
+
+
+def test_a_request_without_a_valid_key_is_refused(host):
+    for key in ("", "molecule-router-wrong-key-0000000000"):
+        status, body = request(host, "/v1/chat/completions", {
+            "model": "auto", "messages": [{"role": "user", "content": "hi"}]}, key=key)
+        assert status == 401 and body["error"]["code"] in ("missing_api_key", "invalid_api_key"), body
 
 
 def test_answers_through_the_local_tier(host):

@@ -4,7 +4,7 @@ SQLite (embedded default) or Postgres (by DSN) backend.
 
 Three tables (see migrations/, applied by the kit's runner): `crystals`
 (every cloud answer), `attempts` (one row per tier tried for a request) and
-`egress_audit` (every decision of the egress gate). Writes insert with ON
+`egress_audit` (every decision of the egress gate), each naming its caller. Writes insert with ON
 CONFLICT DO NOTHING on a client-made id, so the outbox may replay them twice.
 Every text value is written through the backend's `text_in` and every JSON
 value through its `json_in` (Postgres: a NUL byte becomes U+FFFD), so that a
@@ -45,7 +45,7 @@ SUMMARY_COLS = ["id", "created_at", "domain", "provider", "model", "prompt", "an
 SUMMARY_SQL = ("SELECT id, created_at, domain, provider, model, prompt, answer, hits, "
                "prompt_tokens + completion_tokens FROM crystals")
 INDEX_COLS = ["id", "exact_key", "domain", "single_turn", "system_key", "prompt", "answer", "provider",
-              "model", "created_at", "embedding", "embedder"]
+              "model", "created_at", "embedding", "embedder", "caller"]
 
 
 class RouterStore:
@@ -240,6 +240,12 @@ class RouterStore:
         row = self._run("SELECT COUNT(*), COALESCE(SUM(tokens), 0), COALESCE(SUM(cost_usd), 0) "
                         "FROM egress_audit WHERE decision = 'allow' AND at >= ?", (since,), "one")
         return int(row[0]), int(row[1]), float(row[2])
+
+    def egress_usage_by_caller(self, since: float) -> dict[str, tuple[int, int, float]]:
+        rows = self._run("SELECT caller, COUNT(*), COALESCE(SUM(tokens), 0), COALESCE(SUM(cost_usd), 0) "
+                         "FROM egress_audit WHERE decision = 'allow' AND at >= ? AND caller IS NOT NULL "
+                         "GROUP BY caller", (since,), "all")
+        return {r[0]: (int(r[1]), int(r[2]), float(r[3])) for r in rows}
 
 
 # The outbox's record kinds: what a write that failed is kept as, and how it is replayed.

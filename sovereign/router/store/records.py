@@ -3,7 +3,8 @@
 `Crystal` (a cloud answer, with the messages, token counts, model and raw
 response), `Attempt` (one tier tried for one request), `Label` (an attempt
 judged against a reference), `AuditEntry` (one decision of the egress gate),
-`CrystalHit` (a crystal served again). Each carries a client-made unique id,
+`CrystalHit` (a crystal served again). Crystals, attempts and audit entries
+name the caller whose request they belong to. Each carries a client-made unique id,
 so that writing one twice is harmless.
 """
 
@@ -37,6 +38,7 @@ class Crystal(BaseModel):
     request_id: str | None = None
     hits: int = 0
     last_hit_at: float | None = None
+    caller: str | None = None  # whose request it answered (a policy may serve it to its own only)
 
 
 class CrystalSummary(BaseModel):
@@ -74,6 +76,7 @@ class Attempt(BaseModel):
     label: bool | None = None
     label_source: str | None = None
     features: dict[str, Any] = {}
+    caller: str | None = None
 
     @property
     def uid(self) -> str:
@@ -90,6 +93,7 @@ class AuditEntry(BaseModel):
     reason: str
     tokens: int = 0
     cost_usd: float = 0.0
+    caller: str | None = None
 
 
 class Label(BaseModel):
