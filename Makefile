@@ -12,7 +12,7 @@ APT_PACKAGES := podman runc debootstrap systemd-container zstd socat openssh-cli
 	iproute2 uidmap slirp4netns fuse-overlayfs postgresql
 STAMPS := .cache/stamps
 
-.PHONY: setup lab test lint unit molecule integration perf perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors llama clean lab-down help
+.PHONY: setup lab test lint unit molecule integration perf perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors perf-knowledge llama clean lab-down help
 # llama.cpp built on this machine (make llama) for the router's real tiers.
 LLAMA_DIR := $(CURDIR)/.cache/llama.cpp
 export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
@@ -81,7 +81,7 @@ test: lint llama
 	$(BIN)/pytest -q
 
 # The project's own performance (perf/); `sovereign bench` is llama-bench on the nodes.
-perf: setup perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors
+perf: setup perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors perf-knowledge
 	$(BIN)/python perf/lab_phases.py
 
 perf-router: llama
@@ -101,6 +101,9 @@ perf-privacy: setup
 
 perf-cli: setup
 	$(BIN)/python perf/cli_start.py
+
+perf-knowledge: setup
+	$(BIN)/python perf/knowledge.py
 
 clean:
 	-$(BIN)/sovereign lab down 2>/dev/null

@@ -11,7 +11,7 @@ import logging
 import typer
 
 from sovereign import __version__
-from sovereign.cli import awx, bench, hw, inventory, lab, plan, provision, pxe, router, status
+from sovereign.cli import awx, bench, hw, inventory, knowledge, lab, plan, provision, pxe, router, status
 
 app = typer.Typer(
     name="sovereign",
@@ -32,6 +32,7 @@ app.add_typer(hw.app, name="hw")
 app.add_typer(pxe.app, name="pxe")
 app.add_typer(router.app, name="router")
 app.add_typer(awx.app, name="awx")
+app.add_typer(knowledge.app, name="knowledge")
 app.command("provision", help=provision.HELP)(provision.provision_cmd)
 app.command("status")(status.status_cmd)
 app.command("plan", help=plan.HELP)(plan.plan_cmd)

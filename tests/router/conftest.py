@@ -14,10 +14,7 @@ cloud stand-in (the only simulated part), and a router served over HTTP.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,11 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from router_helpers import LAB, LLAMA_KEY, STANDIN_ANSWERS, STANDIN_KEY
 from testbed import (
     LlamaServer,
-    PostgresCluster,
     ThreadedServer,
     find_llama_server,
-    find_pg_bin,
-    install_postgres,
 )
 
 from sovereign import downloads
@@ -125,25 +119,7 @@ def gemma_server(llama_bin: Path, gemma_file: Path,
 
 # --------------------------------------------------------------------------- postgres
 
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PostgresCluster]:
-    bin_dir = find_pg_bin() or install_postgres()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin) and not root to "
-                    "install them: apt-get install postgresql")
-    # Not under pytest's tmp dir: that is private to root, and the cluster runs as `postgres`.
-    root = Path(tempfile.mkdtemp(prefix="sovereign-pg-"))
-    cluster = PostgresCluster(bin_dir, root).start()
-    yield cluster
-    cluster.stop("immediate")
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def pg_dsn(pg_cluster: PostgresCluster) -> str:
-    return pg_cluster.create_db("t_" + uuid.uuid4().hex[:10])
-
+from pg_fixtures import pg_cluster, pg_dsn  # noqa: E402, F401 (fixtures: tests/support/pg_fixtures.py)
 
 # --------------------------------------------------------------------------- cloud stand-in
 
