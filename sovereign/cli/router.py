@@ -1,5 +1,5 @@
-"""`sovereign router ...`: serve, ask, keys, calibrate, crystals, attempts, audit, quarantine, config,
-egress, fetch-models, cloud-standin."""
+"""`sovereign router ...`: serve, ask, keys, store, calibrate, crystals, attempts, audit, quarantine,
+config, egress, fetch-models, cloud-standin."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from sovereign.cli.render import console, guarded, print_json
 from sovereign.cli.router_keys import app as keys_app
 from sovereign.cli.router_options import CONFIG
 from sovereign.cli.router_options import router_settings as _settings
+from sovereign.cli.router_store import app as store_app
 from sovereign.errors import EnvironmentProblem, SovereignError, UsageError
 
 app = typer.Typer(help="The confidence-gated model router: local tiers first, the cloud last "
@@ -26,6 +27,7 @@ crystals_app = typer.Typer(help="The crystal store: every cloud answer, consulte
 app.add_typer(crystals_app, name="crystals")
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(store_app, name="store")
 
 
 def _store(settings: Any) -> Any:

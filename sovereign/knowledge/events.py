@@ -8,8 +8,9 @@ microseconds, a float that is a whole number written as an integer (JSONB
 keeps `1e20` as `100000000000000000000`, so the hash of what was written is
 the hash of what is read back). `prev_hash` is the previous row's hash (the
 genesis: 64 zeros), so the table is a chain. `append` reads the head and
-inserts under one advisory lock, so appends from many connections keep one
-chain; Postgres itself refuses a row that does not link to the head, and any
+inserts in one transaction under one advisory lock (`KnowledgeDB.transaction`:
+two round trips), so appends from many connections keep one chain and an
+append that fails leaves nothing; Postgres itself refuses a row that does not link to the head, and any
 UPDATE, DELETE or TRUNCATE (migrations/postgres/0001_init.sql).
 
 `verify` walks the chain in `seq` order and names the first bad row:
@@ -156,7 +157,7 @@ def append_many(kdb: KnowledgeDB, events: list[NewEvent]) -> list[Event]:
 
     if not events:
         return []
-    with kdb.locked("chain"):
+    with kdb.transaction("chain"):
         ids = [e.id for e in events if e.id]
         found = kdb.run(f"{SELECT} WHERE id = ANY(%s)", (ids,), "all") if ids else []
         known = {r[1]: _event(r) for r in found}
@@ -174,7 +175,7 @@ def append_many(kdb: KnowledgeDB, events: list[NewEvent]) -> list[Event]:
             out.append(Event.model_validate(row))
         values = [tuple(Jsonb(r[k]) if k == "payload" else r[k] for k in COLS) for r in rows]
         if len(values) == 1:
-            kdb.run(INSERT, values[0])  # one statement commits alone: no BEGIN/COMMIT round trips
+            kdb.run(INSERT, values[0])
         elif values:
             kdb.db.executemany(INSERT, values)
     return out

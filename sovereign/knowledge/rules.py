@@ -131,7 +131,7 @@ def add_rule(kdb: KnowledgeDB, name: str, *, kind: str, statement: str, params: 
     stored = check_params(kind, params)
     now = datetime.now(UTC)
     start = (valid_from or now).astimezone(UTC)
-    with kdb.locked(f"rule.{name}"):
+    with kdb.transaction(f"rule.{name}"):
         current = kdb.run(f"{SELECT} WHERE name = %s AND valid_to IS NULL", (name,), "one")
         if current is not None and _rule(current).valid_from > start:
             raise RuleRejected(f"valid_from: {start.isoformat()} is before version {current[1]} of {name} "
@@ -183,7 +183,7 @@ def list_rules(kdb: KnowledgeDB, *, every: bool = False, at: datetime | None = N
 
 def retire_rule(kdb: KnowledgeDB, name: str) -> Rule:
     """Close the open version of `name` now."""
-    with kdb.locked(f"rule.{name}"):
+    with kdb.transaction(f"rule.{name}"):
         row = kdb.run(f"UPDATE sovereign.methodology_rules SET valid_to = greatest(%s, valid_from) "
                       f"WHERE name = %s AND valid_to IS NULL RETURNING {', '.join(COLS)}",
                       (datetime.now(UTC), name), "one")

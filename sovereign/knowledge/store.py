@@ -1,23 +1,24 @@
 """The knowledge database: a Postgres connection in the `sovereign` schema,
-migrated by the kit's runner, and the advisory locks its writers take.
+migrated by the kit's runner, and the transactions its writers run under a
+named advisory lock.
 
 The connection's search_path is `sovereign` (set in the DSN's options, so a
-reconnection keeps it): the runner's `schema_version` lives beside the
-tables, apart from any other package's in the same database.
+reconnection keeps it): the runner's `schema_version` (keyed by package, so
+other packages may record theirs in the same table) lives beside the tables,
+where the writer role is granted SELECT on it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import SecretStr
 
 from sovereign.knowledge.settings import KnowledgeSettings
 from sovereign.service.settings import ServiceConfigError
-from sovereign.service.sql import PostgresDatabase, StoreUnavailable, migrate, migrations_of
+from sovereign.service.sql import PostgresDatabase, StoreUnavailable, migrate, migrations_of, schema_version
 
 PACKAGE = "sovereign.knowledge"
 SCHEMA = "sovereign"
@@ -67,27 +68,17 @@ class KnowledgeDB:
     def migrate(self) -> int:
         """Bring the schema up to date; a writer (no DDL rights) finds it so and changes nothing."""
         latest = migrations_of(PACKAGE, "postgres")[-1][0]
-        row = self.run("SELECT to_regclass('sovereign.schema_version') IS NOT NULL", fetch="one")
-        if row[0]:
-            current = self.run("SELECT coalesce(max(version), 0) FROM sovereign.schema_version",
-                               fetch="one")[0]
-            if current >= latest:
-                return int(current)
+        current = schema_version(self.db, PACKAGE)
+        if current >= latest:
+            return current
         self.run(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         return migrate(self.db, PACKAGE)
 
-    @contextlib.contextmanager
-    def locked(self, name: str) -> Iterator[None]:
-        """A session advisory lock named `name`, held across several statements
-        (released with the session if the connection drops)."""
-        key = zlib.crc32(f"{PACKAGE}.{name}".encode())
-        with self.db.lock:
-            self.run("SELECT pg_advisory_lock(%s)", (key,))
-            try:
-                yield
-            finally:
-                with contextlib.suppress(StoreUnavailable):
-                    self.run("SELECT pg_advisory_unlock(%s)", (key,))
+    def transaction(self, lock: str) -> contextlib.AbstractContextManager[None]:
+        """The block in one transaction, under the advisory lock named `lock`
+        (`pg_advisory_xact_lock`: released by the COMMIT or the ROLLBACK, or with
+        the session if the connection drops)."""
+        return self.db.transaction(lock_key=zlib.crc32(f"{PACKAGE}.{lock}".encode()))
 
     def close(self) -> None:
         self.db.close()

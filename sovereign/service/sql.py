@@ -2,7 +2,8 @@
 
 A backend is a connection guarded by a lock, with the few operations a
 store needs: `execute` (optionally fetching one row or all), `executemany`
-in one transaction, and `script` for a migration. A failure is one of two
+in one transaction, `transaction()` for several statements that commit or
+roll back together, and `script` for a migration. A failure is one of two
 errors, naming the backend, with any secret of the DSN redacted:
 
 - `StoreUnavailable`: the store cannot be reached, did not answer in time,
@@ -19,12 +20,27 @@ down when a call outlives that by `grace_s` (a server that stopped answering
 altogether, which cannot enforce its own timeout). `text_in` and `json_in`
 make a value storable (Postgres: NUL bytes become U+FFFD).
 
+`transaction()` holds the connection for its block: SQLite begins it
+IMMEDIATE (the write lock first, so two writers cannot both read and then
+collide); Postgres runs the block in pipeline mode, so statements whose rows
+are not fetched do not wait for an answer (an append is two round trips:
+BEGIN, lock and read; then insert and COMMIT), and `lock_key` takes a
+`pg_advisory_xact_lock` released by the COMMIT or ROLLBACK. Each call inside
+is bounded as any other; an error inside rolls back everything and is raised.
+
 Migrations are numbered SQL files in a package's own folder,
 `<package>/migrations/<dialect>/NNNN_name.sql`, applied in order above the
-version recorded in the database's `schema_version` table, each in its own
-transaction with its row (Postgres: under an advisory lock, so that two
-processes starting together apply each file once). A service's store and the
-phase ledger both migrate this way.
+version the database's `schema_version` table records for that package
+(its key is (package, version), so several packages share one database and
+schema), each in its own transaction with its row (Postgres: under an
+advisory lock, so that two processes starting together apply each file
+once). A table from before versions were kept per package (no `package`
+column) is converted in place, its rows kept as nobody's (package ''); a
+package claims them when it has no rows of its own, every one of them names
+one of its own files (number and name), and the tables its first migration
+creates exist: the rows were written by the one package whose tables are
+there. A service's store, the knowledge schema and the phase ledger all
+migrate this way.
 """
 
 from __future__ import annotations
@@ -53,6 +69,13 @@ log = logging.getLogger(__name__)
 
 Fetch = Literal["one", "all"] | None
 _MIGRATION = re.compile(r"^(\d{4})_([A-Za-z0-9_]+)\.sql$")
+_CREATES = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([\w.]+)", re.IGNORECASE)
+_CREATE = ("CREATE TABLE {table} (package TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, "
+           "applied_at REAL NOT NULL, PRIMARY KEY (package, version))")
+_APPLIED = "SELECT 1 FROM schema_version WHERE package = ? AND version = ?"
+_RECORD = "INSERT INTO schema_version (package, version, name, applied_at) VALUES (?, ?, ?, ?)"
+UNOWNED = ""  # the package of rows from before versions were kept per package, until one claims them
+_TABLE_LOCK = zlib.crc32(b"sovereign.service.sql.schema_version")
 
 
 class StoreUnavailable(SovereignError):
@@ -100,8 +123,17 @@ class Database(ABC):
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
 
     @abstractmethod
-    def script(self, sql: str, *, lock_key: int, version: int, name: str) -> None:
-        """Run one migration and record it, in one transaction."""
+    def transaction(self, lock_key: int | None = None) -> contextlib.AbstractContextManager[None]:
+        """BEGIN ... COMMIT around the block, ROLLBACK if it raises (Postgres: with
+        `pg_advisory_xact_lock(lock_key)` first when given)."""
+
+    @abstractmethod
+    def columns(self, table: str) -> set[str]:
+        """The column names of `table` (empty when there is no such table)."""
+
+    @abstractmethod
+    def script(self, sql: str, *, lock_key: int, package: str, version: int, name: str) -> None:
+        """Run one migration of `package` and record it, in one transaction."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -177,33 +209,53 @@ class SqliteDatabase(Database):
                 raise self._fail(exc) from None
 
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        with self._held():
+        with self.transaction():
             try:
-                self._conn.execute("BEGIN")
                 self._conn.executemany(sql, rows)
-                self._conn.execute("COMMIT")
             except (sqlite3.Error, OverflowError) as exc:
-                if self._conn.in_transaction:
+                raise self._fail(exc) from None
+
+    @contextlib.contextmanager
+    def transaction(self, lock_key: int | None = None) -> Iterator[None]:
+        """BEGIN IMMEDIATE (the database's write lock, waited for as long as the
+        connection's busy timeout); inside a transaction already, the block is
+        part of it. `lock_key` is for Postgres: the write lock covers it here."""
+        with self._held():
+            if self._conn.in_transaction:
+                yield
+                return
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from None
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
                 raise self._fail(exc) from None
 
-    def script(self, sql: str, *, lock_key: int, version: int, name: str) -> None:
-        with self.lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                row = self._conn.execute("SELECT 1 FROM schema_version WHERE version = ?",
-                                         (version,)).fetchone()
-                if row is None:
+    def columns(self, table: str) -> set[str]:
+        name = table.rpartition(".")[2]
+        return {row[1] for row in self.execute(f"PRAGMA table_info({name})", fetch="all")}
+
+    def script(self, sql: str, *, lock_key: int, package: str, version: int, name: str) -> None:
+        try:
+            with self.transaction():
+                if self._conn.execute(_APPLIED, (package, version)).fetchone() is None:
                     for statement in _statements(sql):
                         self._conn.execute(statement)
-                    self._conn.execute("INSERT INTO schema_version VALUES (?, ?, ?)",
-                                       (version, name, time.time()))
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise StoreUnavailable(f"SQLite database {self.path}: migration {version:04d}_{name} "
-                                       f"failed: {exc}") from None
+                    self._conn.execute(_RECORD, (package, version, name, time.time()))
+        except (sqlite3.Error, SovereignError) as exc:
+            message = exc.message if isinstance(exc, SovereignError) else str(exc)
+            raise StoreUnavailable(f"SQLite database {self.path}: migration {package} {version:04d}_{name} "
+                                   f"failed: {message}") from None
 
     def close(self) -> None:
         with self.lock:
@@ -347,7 +399,54 @@ class PostgresDatabase(Database):
             except self._psycopg.Error as exc:
                 raise self._fail(exc) from None
 
-    def script(self, sql: str, *, lock_key: int, version: int, name: str) -> None:
+    @contextlib.contextmanager
+    def transaction(self, lock_key: int | None = None) -> Iterator[None]:
+        """The block in one transaction, in pipeline mode: a statement whose rows
+        are not fetched is sent without waiting, so its error may surface at a
+        later fetch or at the COMMIT; either way the whole block rolls back. Each
+        round trip is bounded (the lock wait, statement_timeout, the watchdog)."""
+        with self._held():
+            stack = contextlib.ExitStack()
+            with self._bounded():
+                conn = self._connect()
+                try:
+                    stack.enter_context(conn.pipeline())
+                    stack.enter_context(conn.transaction())
+                    if lock_key is not None:
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (int(lock_key),))
+                except self._psycopg.Error as exc:
+                    self._end(stack, exc)
+                    raise self._fail(exc) from None
+            try:
+                yield
+            except BaseException as exc:
+                self._end(stack, exc)
+                raise
+            try:
+                with self._bounded():
+                    stack.close()  # COMMIT, and the answers of what was sent without waiting
+            except self._psycopg.Error as exc:
+                self._end(stack, exc)
+                raise self._fail(exc) from None
+
+    def _end(self, stack: contextlib.ExitStack, exc: BaseException) -> None:
+        """Roll back after `exc`; a connection too broken for that is dropped
+        (the server rolls back what it had)."""
+        try:
+            with self._bounded():
+                stack.__exit__(type(exc), exc, exc.__traceback__)
+        except Exception:  # the first error is the one raised
+            self._drop()
+
+    def columns(self, table: str) -> set[str]:
+        """`table` may name its schema (`schema.table`); otherwise the current schema's."""
+        schema, _, name = table.rpartition(".")
+        rows = self.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                            "AND table_schema = coalesce(nullif(%s, ''), current_schema())",
+                            (name, schema), fetch="all")
+        return {r[0] for r in rows}
+
+    def script(self, sql: str, *, lock_key: int, package: str, version: int, name: str) -> None:
         # A migration may wait for another process's advisory lock: a longer bound.
         with self._held(), self._bounded(max(60.0, 3 * self.statement_timeout_s)):
             conn = self._connect()
@@ -355,12 +454,9 @@ class PostgresDatabase(Database):
                 with conn.transaction():
                     conn.execute("SET LOCAL statement_timeout = 0")
                     conn.execute(f"SELECT pg_advisory_xact_lock({int(lock_key)})")
-                    row = conn.execute("SELECT 1 FROM schema_version WHERE version = %s",
-                                       (version,)).fetchone()
-                    if row is None:
+                    if conn.execute(self.q(_APPLIED), (package, version)).fetchone() is None:
                         conn.execute(sql)
-                        conn.execute("INSERT INTO schema_version VALUES (%s, %s, %s)",
-                                     (version, name, time.time()))
+                        conn.execute(self.q(_RECORD), (package, version, name, time.time()))
             except self._psycopg.Error as exc:
                 raise self._fail(exc) from None
 
@@ -412,35 +508,90 @@ def migrations_of(package: str, dialect: str) -> list[tuple[int, str, str]]:
     return out
 
 
-def schema_version(db: Database) -> int:
-    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-               "name TEXT NOT NULL, applied_at REAL NOT NULL)")
-    row = db.execute("SELECT MAX(version) FROM schema_version", fetch="one")
-    value = row[0] if row else None
-    return int(value or 0)
+def schema_version(db: Database, package: str | None = None) -> int:
+    """The version recorded for `package` (without one: the highest of any), 0
+    when none is; reads only (a table of the old form counts as none)."""
+    cols = db.columns("schema_version")
+    if "package" not in cols:
+        return 0
+    if package is None:
+        row = db.execute("SELECT MAX(version) FROM schema_version", fetch="one")
+    else:
+        row = db.execute(db.q("SELECT MAX(version) FROM schema_version WHERE package = ?"), (package,),
+                         fetch="one")
+    return int(row[0] or 0) if row else 0
+
+
+def _prepare(db: Database, package: str, files: list[tuple[int, str, str]]) -> None:
+    """The table in its per-package form (made, or converted from the old form
+    with its rows kept as nobody's), and those rows claimed if they are
+    `package`'s; under the runner's own lock (Postgres), in one transaction."""
+    with db.transaction(lock_key=_TABLE_LOCK):
+        cols = db.columns("schema_version")
+        if not cols:
+            db.execute(_CREATE.format(table="schema_version"))
+        elif "package" not in cols:
+            _convert(db)
+        if db.execute(db.q("SELECT 1 FROM schema_version WHERE package = ? LIMIT 1"), (package,),
+                      fetch="one"):
+            return
+        unowned = db.execute(db.q("SELECT version, name FROM schema_version WHERE package = ?"), (UNOWNED,),
+                             fetch="all")
+        if unowned and _owns(db, files, {(int(v), n) for v, n in unowned}):
+            log.info("%s: %s claims the versions recorded before they were kept per package",
+                     db.describe(), package)
+            db.execute(db.q("UPDATE schema_version SET package = ? WHERE package = ?"), (package, UNOWNED))
+
+
+def _convert(db: Database) -> None:
+    """An old `schema_version` (keyed by version) keyed by (package, version),
+    its rows nobody's. Postgres alters it in place, keeping its grants (the
+    key is the `schema_version_pkey` the old runner made); SQLite, which cannot
+    change a key, copies it into a new table."""
+    log.info("%s: keeping schema_version per package", db.describe())
+    if db.dialect == "postgres":
+        db.execute(f"ALTER TABLE schema_version ADD COLUMN package TEXT NOT NULL DEFAULT '{UNOWNED}'")
+        db.execute("ALTER TABLE schema_version DROP CONSTRAINT schema_version_pkey, "
+                   "ADD PRIMARY KEY (package, version), ALTER COLUMN package DROP DEFAULT")
+        return
+    db.execute(_CREATE.format(table="schema_version_new"))
+    db.execute(db.q("INSERT INTO schema_version_new SELECT ?, version, name, applied_at FROM schema_version"),
+               (UNOWNED,))
+    db.execute("DROP TABLE schema_version")
+    db.execute("ALTER TABLE schema_version_new RENAME TO schema_version")
+
+
+def _owns(db: Database, files: list[tuple[int, str, str]], rows: set[tuple[int, str]]) -> bool:
+    """Whether `rows` (version, name) of an old table are those of the package
+    of `files`: each names one of its files, and its first file's tables exist."""
+    if not files or not rows <= {(v, n) for v, n, _ in files}:
+        return False
+    tables = _CREATES.findall(files[0][2])
+    return bool(tables) and all(db.columns(t) for t in tables)
 
 
 def migrate(db: Database, package: str,
             adopt: Callable[[Database], int] | None = None) -> int:
-    """Apply `package`'s migrations above the recorded version; return the version.
+    """Apply `package`'s migrations above the version recorded for it; return
+    the version.
 
     `adopt` is for a database made before it had a `schema_version` table: it
     returns the version that database is already at (0 for a new one), and
     the runner records the files up to it as applied without running them."""
     lock_key = zlib.crc32(package.encode())
     with db.lock:
-        current = schema_version(db)
         files = migrations_of(package, db.dialect)
+        _prepare(db, package, files)
+        current = schema_version(db, package)
         if current == 0 and adopt is not None:
             found = adopt(db)
             for version, name, _ in files:
                 if version <= found:
-                    db.execute(db.q("INSERT INTO schema_version VALUES (?, ?, ?)"),
-                               (version, name, time.time()))
+                    db.execute(db.q(_RECORD), (package, version, name, time.time()))
                     current = version
         for version, name, sql in files:
             if version > current:
                 log.info("%s (%s): applying migration %04d_%s", package, db.backend, version, name)
-                db.script(sql, lock_key=lock_key, version=version, name=name)
+                db.script(sql, lock_key=lock_key, package=package, version=version, name=name)
                 current = version
         return current
