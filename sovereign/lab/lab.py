@@ -188,6 +188,13 @@ Before=sysinit.target ssh.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+# At boot, under load, systemd can fail to set up the unit's cgroup (status
+# 219/CGROUP): try again rather than leave the node without its links.
+Restart=on-failure
+RestartSec=1
+ExecStartPre=-/bin/umount /sys/devices/virtual/net
+ExecStartPre=-/bin/umount /sys/class/net
+ExecStartPre=-/bin/umount /run/sovereign-lab/sys
 ExecStart=/bin/mkdir -p /run/sovereign-lab/sys
 ExecStart=/bin/mount -t sysfs -o ro sysfs /run/sovereign-lab/sys
 ExecStart=/bin/mount --bind /run/sovereign-lab/sys/class/net /sys/class/net
@@ -196,6 +203,12 @@ ExecStart=/bin/mount --bind /run/sovereign-lab/sys/devices/virtual/net /sys/devi
 [Install]
 WantedBy=sysinit.target
 """
+
+# Run on a node once SSH answers: its own links visible in /sys, else the unit
+# started again (and a failure named).
+LINKS_VISIBLE = ("for i in $(seq 1 20); do "
+                 "test -e /sys/class/net/mgmt0 && test -e /sys/class/net/fab0 && exit 0; "
+                 "systemctl restart sovereign-lab-netns-sysfs.service; sleep 1; done; exit 1")
 
 
 def _netns_sysfs_unit(etc: Path) -> None:
@@ -291,7 +304,24 @@ def up(log: Callable[[str], None] = print) -> LabState:
         raise HostUnreachable(
             f"lab node(s) {', '.join(pending)} did not answer SSH within {BOOT_TIMEOUT_S} s",
             hint=f"see {LAB_DIR / 'logs'}; `sovereign lab down` cleans up")
+    for node in nodes:
+        _ensure_links_visible(node)
     return status()
+
+
+def _ensure_links_visible(node: NodeSpec) -> None:
+    """The node's /sys/class/net shows its own links (NETNS_SYSFS_UNIT ran), as
+    Ansible's facts need: the unit is started again if it failed at boot."""
+    ssh_dir = LAB_DIR / "ssh"
+    proc = subprocess.run(
+        ["ssh", "-i", str(ssh_dir / "id_ed25519"), "-o", f"UserKnownHostsFile={ssh_dir / 'known_hosts'}",
+         "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"root@{node.mgmt_ip}", LINKS_VISIBLE],
+        capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(
+            f"lab node {node.name} does not see its own network links in /sys/class/net",
+            hint=f"`ssh root@{node.mgmt_ip} systemctl status sovereign-lab-netns-sysfs` says why; "
+                 "`sovereign lab down` and up again")
 
 
 def _stop(pid: int | None, timeout: float = 15) -> None:
