@@ -142,7 +142,7 @@ class Door:
         """An admin key, or a client on a loopback address."""
         if request.client is not None and is_loopback(request.client.host):
             return True
-        caller = self.caller_if_any(request) if self._key(request) or self.open else None
+        caller = self.caller_if_any(request)
         return caller is not None and caller.admin
 
 

@@ -249,7 +249,7 @@ class Registry:
         return None
 
     def entries(self) -> list[KeyEntry]:
-        """Every key of both files (revoked ones included), without their hashes' use."""
+        """Every key of both files, revoked ones included (a managed key revoked here shows when)."""
         own, managed = self._read(self.path), self._read(self.managed)
         shown = [e.model_copy(update={"revoked_at": own.revoked_managed.get(e.name)}) for e in managed.keys]
         return [*shown, *own.keys]

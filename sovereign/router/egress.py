@@ -125,7 +125,7 @@ class EgressGate:
             self._tokens += stored[1]
             self._cost += stored[2]
             for name, used in (by_caller or {}).items():
-                mine = self._by_caller.setdefault(name, [0, 0, 0.0])
+                mine = self._usage_of(name)
                 for i in range(3):
                     mine[i] += used[i]
 
@@ -134,6 +134,10 @@ class EgressGate:
         if today != self._day:
             self._day, self._calls, self._tokens, self._cost = today, 0, 0, 0.0
             self._by_caller = {}
+
+    def _usage_of(self, name: str) -> list[float]:
+        """A caller's [calls, tokens, cost] of today, made on first use (the lock held)."""
+        return self._by_caller.setdefault(name, [0, 0, 0.0])
 
     def caller_usage(self, name: str) -> tuple[int, int, float]:
         with self._lock:
@@ -204,7 +208,7 @@ class EgressGate:
                 self._calls += 1
                 self._tokens += est_tokens
                 self._cost += est_cost
-                mine = self._by_caller.setdefault(caller.name, [0, 0, 0.0])
+                mine = self._usage_of(caller.name)
                 mine[0] += 1
                 mine[1] += est_tokens
                 mine[2] += est_cost
@@ -228,7 +232,7 @@ class EgressGate:
             if self._day == _today():
                 self._tokens += tokens - decision.estimated_tokens
                 self._cost += cost - decision.estimated_cost_usd
-                mine = self._by_caller.setdefault(decision.caller, [0, 0, 0.0])
+                mine = self._usage_of(decision.caller)
                 mine[1] += tokens - decision.estimated_tokens
                 mine[2] += cost - decision.estimated_cost_usd
 
