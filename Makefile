@@ -9,10 +9,10 @@ PY    ?= python3
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # Everything the lab and the tests need from Debian.
 APT_PACKAGES := podman runc debootstrap systemd-container zstd socat openssh-client \
-	iproute2 uidmap slirp4netns fuse-overlayfs postgresql
+	iproute2 uidmap slirp4netns fuse-overlayfs postgresql restic
 STAMPS := .cache/stamps
 
-.PHONY: setup lab test lint unit molecule integration perf perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors perf-knowledge llama clean lab-down help
+.PHONY: setup lab test lint unit molecule integration perf perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors perf-knowledge perf-rag perf-backup llama clean lab-down help
 # llama.cpp built on this machine (make llama) for the router's real tiers.
 LLAMA_DIR := $(CURDIR)/.cache/llama.cpp
 export SOVEREIGN_LLAMA_SERVER := $(LLAMA_DIR)/bin/llama-server
@@ -81,7 +81,7 @@ test: lint llama
 	$(BIN)/pytest -q
 
 # The project's own performance (perf/); `sovereign bench` is llama-bench on the nodes.
-perf: setup perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors perf-knowledge
+perf: setup perf-router perf-split perf-privacy perf-crystals perf-cli perf-vectors perf-knowledge perf-rag perf-backup
 	$(BIN)/python perf/lab_phases.py
 
 perf-router: llama
@@ -104,6 +104,12 @@ perf-cli: setup
 
 perf-knowledge: setup
 	$(BIN)/python perf/knowledge.py
+
+perf-rag: setup
+	$(BIN)/python perf/rag.py
+
+perf-backup: setup
+	$(BIN)/python perf/backup.py
 
 clean:
 	-$(BIN)/sovereign lab down 2>/dev/null

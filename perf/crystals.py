@@ -100,7 +100,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from sovereign.router.embed import MiniLMEmbedder, minilm_model_dir
+    from sovereign.service.embed import MiniLMEmbedder, minilm_model_dir
 
     model_dir = minilm_model_dir(None)
     if model_dir is None:

@@ -265,7 +265,7 @@ def measure_crystals(n: int, work: Path, postgres: bool) -> dict[str, Any]:
 
     from sovereign.router.config import StoreSettings
     from sovereign.router.crystals import Crystallizer
-    from sovereign.router.embed import MiniLMEmbedder
+    from sovereign.service.embed import MiniLMEmbedder
 
     embedder = MiniLMEmbedder(downloads.fetch(downloads.MINILM).parent)
     stores: list[tuple[str, Any, Any]] = [("sqlite", RouterStore.sqlite(work / "crystals.sqlite3"), None)]

@@ -64,7 +64,7 @@ def labelled_prompts() -> tuple[list[str], list[str], list[str]]:
 
 def embed_prompts() -> tuple[np.ndarray, np.ndarray]:
     """(seeds, queries): real all-MiniLM-L6-v2 embeddings."""
-    from sovereign.router.embed import MiniLMEmbedder
+    from sovereign.service.embed import MiniLMEmbedder
 
     embedder = MiniLMEmbedder(downloads.fetch(downloads.MINILM).parent)
     firsts, seconds, private = labelled_prompts()

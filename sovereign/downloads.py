@@ -35,7 +35,6 @@ import hashlib
 import http.client
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -51,14 +50,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from sovereign.errors import DownloadFailed, InventoryError, run_json, validation_details
+from sovereign.paths import cache_root
 
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> Path:
-    """The download cache (SOVEREIGN_ARTIFACTS overrides)."""
-    env = os.environ.get("SOVEREIGN_ARTIFACTS")
-    return Path(env) if env else Path("/var/cache/sovereign/artifacts")
 
 
 @dataclass(frozen=True)

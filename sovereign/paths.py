@@ -1,5 +1,5 @@
-"""Where things live: the project tree (playbooks, roles, inventories) and the
-state directory (ledger, run artifacts)."""
+"""Where things live: the project tree (playbooks, roles, inventories), the
+state directory (ledger, run artifacts) and the download cache."""
 
 from __future__ import annotations
 
@@ -33,3 +33,9 @@ def state_dir() -> Path:
         path = Path(base) / "sovereign"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_root() -> Path:
+    """The download cache (SOVEREIGN_ARTIFACTS overrides): sovereign/downloads.py fills it."""
+    env = os.environ.get("SOVEREIGN_ARTIFACTS")
+    return Path(env) if env else Path("/var/cache/sovereign/artifacts")

@@ -11,7 +11,21 @@ import logging
 import typer
 
 from sovereign import __version__
-from sovereign.cli import awx, bench, hw, inventory, knowledge, lab, plan, provision, pxe, router, status
+from sovereign.cli import (
+    awx,
+    backup,
+    bench,
+    hw,
+    inventory,
+    knowledge,
+    lab,
+    plan,
+    provision,
+    pxe,
+    rag,
+    router,
+    status,
+)
 
 app = typer.Typer(
     name="sovereign",
@@ -33,6 +47,8 @@ app.add_typer(pxe.app, name="pxe")
 app.add_typer(router.app, name="router")
 app.add_typer(awx.app, name="awx")
 app.add_typer(knowledge.app, name="knowledge")
+app.add_typer(rag.app, name="rag")
+app.add_typer(backup.app, name="backup")
 app.command("provision", help=provision.HELP)(provision.provision_cmd)
 app.command("status")(status.status_cmd)
 app.command("plan", help=plan.HELP)(plan.plan_cmd)

@@ -20,15 +20,15 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from sovereign.router.callers import LOCAL, Caller, Registry
-from sovereign.router.config import LOOPBACK_NAMES, RouterSettings, is_loopback
+from sovereign.router.config import RouterSettings, is_loopback
+from sovereign.service import door
 
 
 def error(status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
@@ -51,55 +51,18 @@ class Denied(Exception):
         return error(self.status, self.message, type_=self.type, code=self.code, headers=headers)
 
 
-def host_of(value: str) -> str:
-    """The host part of a Host header or an origin's authority, lower-case, without the port."""
-    value = value.strip().lower()
-    if "://" in value:
-        value = value.split("://", 1)[1].split("/", 1)[0]
-    if value.startswith("["):
-        return value[: value.find("]") + 1] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-
-
-def own_names(settings: RouterSettings) -> set[str]:
-    names = {*LOOPBACK_NAMES, *(h.lower() for h in settings.listen.allowed_hosts)}
-    if settings.listen.host not in ("0.0.0.0", "::", ""):  # noqa: S104 (a wildcard names no one)
-        names.add(settings.listen.host.lower())
-    for name in (socket.gethostname(), socket.getfqdn()):
-        names.add(name.lower())
-    return names
-
-
-class HostGuard:
-    """ASGI middleware: a Host or Origin that is not the router's own gets 403 before any route runs."""
+class HostGuard(door.HostGuard):
+    """The kit's Host/Origin guard (sovereign/service/door.py) with the router's names and origins,
+    refusing in OpenAI's error shape."""
 
     def __init__(self, app: ASGIApp, settings: RouterSettings) -> None:
-        self.app = app
-        self.names = own_names(settings)
-        self.origins = {o.rstrip("/").lower() for o in settings.listen.cors_origins}
+        super().__init__(app, service="router", listen_host=settings.listen.host,
+                         allowed_hosts=settings.listen.allowed_hosts, origins=settings.listen.cors_origins,
+                         origins_key="listen.cors_origins", respond=_refused)
 
-    def problem(self, headers: dict[bytes, bytes]) -> Denied | None:
-        host = headers.get(b"host", b"").decode("latin-1")
-        if host and host_of(host) not in self.names:
-            return Denied(403, f"Host {host_of(host)!r} is not one of this router's names "
-                          "(listen.allowed_hosts)", "host_not_allowed", "permission_error")
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        if origin and origin != "null" and origin.rstrip("/").lower() not in self.origins \
-                and host_of(origin) not in self.names:
-            return Denied(403, f"Origin {origin!r} may not call this router (listen.cors_origins)",
-                          "origin_not_allowed", "permission_error")
-        if origin == "null":
-            return Denied(403, "Origin null may not call this router", "origin_not_allowed",
-                          "permission_error")
-        return None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            denied = self.problem(dict(scope.get("headers") or []))
-            if denied is not None:
-                await denied.response()(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def _refused(refusal: door.Refusal) -> JSONResponse:
+    return Denied(refusal.status, refusal.message, refusal.code, "permission_error").response()
 
 
 class Door:

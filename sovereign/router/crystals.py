@@ -48,9 +48,9 @@ from pydantic import BaseModel
 
 from sovereign.router.config import StoreSettings
 from sovereign.router.constraints import Signature, numbers_of, signature
-from sovereign.router.embed import Embedder
 from sovereign.router.store import Crystal, RouterStore, StoreUnavailable
 from sovereign.router.vectors import VectorBlock
+from sovereign.service.embed import Embedder
 
 log = logging.getLogger(__name__)
 

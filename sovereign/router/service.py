@@ -29,11 +29,11 @@ from sovereign.router.classify import RuleClassifier
 from sovereign.router.config import RouterSettings
 from sovereign.router.crystals import Crystallizer
 from sovereign.router.egress import EgressGate, day_start
-from sovereign.router.embed import Embedder, HashedNgramEmbedder, MiniLMEmbedder, minilm_model_dir
 from sovereign.router.ladder import Ladder, RouteResult
 from sovereign.router.params import Params
 from sovereign.router.store import KINDS, RouterStore, StoreUnavailable, open_store
 from sovereign.router.tiers import TierClient
+from sovereign.service.embed import Embedder, HashedNgramEmbedder, MiniLMEmbedder, minilm_model_dir
 from sovereign.service.outbox import Outbox, Writer, in_daemon_thread
 from sovereign.service.redact import install_log_filter, register, register_dsn
 

@@ -24,4 +24,4 @@ service, nor `sovereign.engine`, `checks`, `hw` or `cli`.
 # The services built on this kit: each is a package sovereign/<name>/ with a
 # `python -m sovereign.<name>` entry point, deployed by roles/<name> on top of
 # roles/sovereign_service.
-SERVICES: tuple[str, ...] = ("router",)
+SERVICES: tuple[str, ...] = ("router", "mcp")

@@ -82,7 +82,7 @@ def minilm_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm(minilm_dir: Path) -> Any:
-    from sovereign.router.embed import MiniLMEmbedder
+    from sovereign.service.embed import MiniLMEmbedder
 
     return MiniLMEmbedder(minilm_dir)
 

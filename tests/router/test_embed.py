@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sovereign.router.embed import HashedNgramEmbedder, minilm_model_dir
+from sovereign.service.embed import HashedNgramEmbedder, minilm_model_dir
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "minilm_golden.json").read_text())
 

@@ -85,14 +85,15 @@ def test_every_exit_code_is_documented_once() -> None:
 NOT_AT_START = ("ansible", "ansible_runner", "paramiko", "jinja2", "numpy", "httpx",
                 "sovereign.checks", "sovereign.inventory", "sovereign.hw", "sovereign.planner",
                 "sovereign.lab", "sovereign.engine.provision", "sovereign.engine.status",
-                "rich.markdown")
+                "rich.markdown", "qdrant_client", "pypdf", "sovereign.rag")
 # What the root's own start (`sovereign`, `sovereign --help`) does not need either.
 NOT_AT_ROOT = (*NOT_AT_START, "pydantic", "yaml", "asyncio", "sovereign.router")
 
 
 @pytest.mark.parametrize("args", [[], ["--help"], ["provision", "--help"], ["hw", "check", "--help"],
-                                  ["status", "--help"]],
-                         ids=["import", "help", "provision-help", "hw-check-help", "status-help"])
+                                  ["status", "--help"], ["rag", "ingest", "--help"]],
+                         ids=["import", "help", "provision-help", "hw-check-help", "status-help",
+                              "rag-ingest-help"])
 def test_the_cli_starts_without_what_its_commands_need(args: list[str]) -> None:
     """The import graph only, in a fresh interpreter: never a timing."""
     import json

