@@ -16,6 +16,8 @@ A policy only narrows what the router's settings allow:
 - `crystals`: which stored cloud answers it may be served: `shared` (any,
   the default: a question answered once is not sent out again for anyone),
   `own` (only the ones its own requests produced), `none`;
+- `rag`: `deny` and no request of this caller gets context from the RAG store
+  (retrieval.py), whether it asks or a tier would add it;
 - a daily budget (`daily_calls`, `daily_tokens`, `daily_cost_usd`) reserved
   by the egress gate under the same lock as the global one.
 
@@ -69,6 +71,7 @@ class Policy(BaseModel):
     tiers: list[str] | None = Field(default=None, description="the tiers it may use (None: every tier)")
     egress: Literal["allow", "deny"] = "allow"
     crystals: Literal["shared", "own", "none"] = "shared"
+    rag: Literal["allow", "deny"] = "allow"
     daily_calls: int | None = Field(default=None, ge=0)
     daily_tokens: int | None = Field(default=None, ge=0)
     daily_cost_usd: float | None = Field(default=None, ge=0)
@@ -78,7 +81,7 @@ class Policy(BaseModel):
 
     def describe(self) -> str:
         parts = [self.scope, "tiers " + (",".join(self.tiers) if self.tiers is not None else "all"),
-                 f"egress {self.egress}", f"crystals {self.crystals}"]
+                 f"egress {self.egress}", f"crystals {self.crystals}", f"rag {self.rag}"]
         budget = [f"{v:g} {k}" for k, v in (("calls", self.daily_calls), ("tokens", self.daily_tokens),
                                             ("USD", self.daily_cost_usd)) if v is not None]
         if budget:

@@ -95,6 +95,8 @@ class TierSettings(Section):
     prompt_template: str = "Question: {prompt}\nAnswer:"
     stop: list[str] = ["\n\n", "\nQuestion:"]
     enabled: bool = True
+    retrieve: bool = Field(default=False, description="add context from the RAG store to every request "
+                           "(local tiers only; a request's sovereign.retrieve overrides it)")
     supports_tools: bool | None = Field(default=None, description="takes `tools` and answers with tool "
                                         "calls (default: cloud yes, local no)")
     supports_response_format: bool = Field(default=True, description="takes `response_format` "
@@ -109,6 +111,9 @@ class TierSettings(Section):
             self.supports_tools = self.kind == "cloud"
         if self.kind == "cloud" and not self.provider:
             raise ValueError("a cloud tier names its provider")
+        if self.kind == "cloud" and self.retrieve:
+            raise ValueError(f"tier {self.name}: retrieve is for local tiers only (the owner's documents "
+                             "never leave: a cloud tier is never sent retrieved context)")
         return self
 
 
@@ -215,6 +220,38 @@ class EmbeddingSettings(Section):
     model_dir: Path | None = None
 
 
+class RagSection(Section):
+    """Retrieval (retrieval.py): where the RAG store is (docs/rag.md) and how
+    much of what it finds goes into a local tier's request."""
+
+    config: Path | None = Field(default=None, description="the RAG store's settings file (default "
+                                "/etc/sovereign/rag.yaml when it exists, else the RAG store's defaults)")
+    store: dict[str, Any] = Field(default_factory=dict, description="RAG store settings given here (the "
+                                  "keys of docs/rag.md), over the file's")
+    limit: int = Field(default=4, ge=1, le=32, description="passages searched for per request")
+    min_score: float = Field(default=0.3, ge=-1.0, le=1.0, description="the lowest cosine similarity of a "
+                             "passage kept")
+    max_chars: int = Field(default=4000, ge=100, description="characters of passages in the context, at "
+                           "most")
+    timeout_s: float = Field(default=5.0, gt=0, description="a search not done by then: the request is "
+                             "answered without context")
+
+    @model_validator(mode="after")
+    def _store_keys(self) -> RagSection:
+        if self.store:
+            from pydantic import ValidationError
+
+            from sovereign.rag.settings import RagSettings
+
+            try:
+                RagSettings.model_validate(self.store)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"rag.store.{where}: {first['msg']}") from None
+        return self
+
+
 class ScoringSettings(Section):
     min_weight: float = Field(default=0.2, ge=0.0, le=1.0,
                               description="weight α of the min-token probability in the log-prob score")
@@ -239,6 +276,7 @@ class RouterSettings(ServiceSettings):
     store: StoreSettings = StoreSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     scoring: ScoringSettings = ScoringSettings()
+    rag: RagSection = RagSection()
     calibration_file: Path | None = None
     # The key the local tiers' llama-servers require (phase 4's
     # vault_llama_api_key): given here, or read from the environment variable
@@ -403,7 +441,14 @@ def deployable_config(inv: Inventory, overrides: dict[str, Any] | None = None) -
     data.pop("local_api_key", None)
     for provider in data.get("providers", {}).values():
         provider.pop("api_key", None)
-    validate_values(RouterSettings, data,
+    (data.get("rag") or {}).get("store", {}).pop("api_key", None)  # the unit's SOVEREIGN_RAG_API_KEY
+    store = data.get("store") if isinstance(data.get("store"), dict) else {}
+    store.pop("dsn", None)
+    checked = data
+    if store.get("backend") == "postgres":
+        # The DSN is a secret: the unit's environment gives it (SOVEREIGN_ROUTER_STORE__DSN).
+        checked = {**data, "store": {**store, "dsn": "postgresql://from-the-environment"}}
+    validate_values(RouterSettings, checked,
                     hint="fix sovereign_router_tiers, sovereign_models or router_config")
     return data
 

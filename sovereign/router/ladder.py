@@ -6,8 +6,10 @@
    starting tier (a request naming a tier as its `model` starts there);
 2. `consult_crystals`: an exact or semantic hit answers at once (crystals.py);
 3. `climb`: tiers in order from the start (`try_tier` each): a tier that is
-   unconfigured, disabled or recently down is skipped (and recorded); a cloud
-   tier is called only if the egress gate allows it; an answer is scored
+   unconfigured, disabled or recently down is skipped (and recorded); a local
+   tier that takes context from the RAG store gets it (retrieval.py: searched
+   once, when the first such tier is tried), a cloud tier never: it is called
+   with the original messages, and only if the egress gate allows; an answer is scored
    (scoring.py), calibrated when a calibration exists (calibrate.py), and
    accepted at or above the tier's threshold; an error, a timeout or a score
    below threshold sends the request to the next tier;
@@ -53,6 +55,7 @@ from sovereign.router.config import RouterSettings, TierSettings
 from sovereign.router.crystals import Crystallizer, Hit
 from sovereign.router.egress import EgressDecision, EgressGate, cost_of
 from sovereign.router.params import Params, check_format, check_tool_calls, cut_at_stop
+from sovereign.router.retrieval import Retrieval, Retriever, context_message, decide, question_of
 from sovereign.router.scoring import Score, score_answer
 from sovereign.router.store import ATTEMPTS, AUDIT, CRYSTALS, HITS, Attempt, AuditEntry, CrystalHit, Label
 from sovereign.router.tiers import TierAnswer, TierClient, TierError
@@ -102,6 +105,7 @@ class RouteResult(BaseModel):
     simulated: bool = False
     latency_ms: float = 0.0
     tool_calls: list[dict[str, Any]] | None = None
+    retrieval: dict[str, Any] = {}
 
     def sovereign(self) -> dict[str, Any]:
         """The extra `sovereign` object of a response."""
@@ -118,6 +122,7 @@ class RouteResult(BaseModel):
             "domain": self.assessment.domain,
             "classifier": self.assessment.method, "simulated": self.simulated,
             "tokens_all_attempts": self.total_tokens_all_attempts, "latency_ms": round(self.latency_ms, 1),
+            "retrieval": self.retrieval,
         }
 
 
@@ -185,6 +190,7 @@ class Request:
     total_tokens: int = 0
     params: Params = field(default_factory=Params)
     caller: Caller = field(default_factory=lambda: LOCAL)
+    retrieval: Retrieval = field(default_factory=Retrieval)
 
     def record(self, tier: str, decision: str, reason: str, **kw: Any) -> None:
         """One attempt: kept for the store and shown in the response's path."""
@@ -192,7 +198,7 @@ class Request:
         self.attempts.append(Attempt(request_id=self.id, seq=len(self.attempts) + 1, at=time.time(),
                                      tier=tier, decision=decision, reason=reason,
                                      domain=self.assessment.domain, cls=self.assessment.cls,
-                                     caller=self.caller.name, **kw))
+                                     caller=self.caller.name, chunks=self.retrieval.chunk_ids(tier), **kw))
         score, latency = kw.get("score"), kw.get("latency_ms")
         self.path.append(Step(tier=tier, decision=decision, reason=public_reason(reason),
                               score=None if score is None else round(score, 4),
@@ -208,8 +214,9 @@ class Request:
 class Ladder:
     def __init__(self, settings: RouterSettings, *, clients: dict[str, TierClient], crystals: Crystallizer,
                  classifier: RuleClassifier, gate: EgressGate, calibration: CalibrationSet,
-                 writer: Writer, metrics: m.RouterMetrics) -> None:
+                 writer: Writer, metrics: m.RouterMetrics, retriever: Retriever | None = None) -> None:
         self.settings = settings
+        self.retriever = retriever
         self.clients = clients
         self.crystals = crystals
         self.classifier = classifier
@@ -231,6 +238,8 @@ class Ladder:
         req = Request(id=f"chatcmpl-sov-{uuid.uuid4().hex[:24]}", messages=messages, max_tokens=max_tokens,
                       temperature=temperature, metrics=self.metrics, params=params or Params(), caller=caller)
         req.assessment = await self.assess(messages, model)
+        req.retrieval = decide(req.params.retrieve, caller, [t for t in self.rungs(req.assessment.start_tier)
+                                                            if caller.policy.may_use(t.name)])
         self.refuse_unsupported(req)
         hit, first = await self.consult_crystals(req)
         if hit is not None:
@@ -416,7 +425,7 @@ class Ladder:
             threshold=self.settings.store.semantic_threshold if hit.match == "semantic" else 1.0,
             below_threshold=False, reason=f"crystallized answer ({hit.match} match) from {hit.provider}",
             path=req.path, crystallized=hit, egress=EgressInfo(decision="not-needed"),
-            assessment=req.assessment, latency_ms=req.latency_ms())
+            assessment=req.assessment, latency_ms=req.latency_ms(), retrieval=self.settled(req, "crystal"))
 
     # ---------------------------------------------------------------- 3. climb
     def rungs(self, start: str | None) -> list[TierSettings]:
@@ -473,8 +482,9 @@ class Ladder:
             decision = self._pass_gate(req, tier, client)
             if decision is None or not decision.allowed:
                 return False
+        sent = await self.messages_for(req, tier)
         try:
-            answer = await client.complete(req.messages, max_tokens=req.max_tokens,
+            answer = await client.complete(sent, max_tokens=req.max_tokens,
                                            temperature=req.temperature,
                                            want_logprobs=tier.scorer in ("logprob", "logprob+verify"),
                                            params=req.params)
@@ -498,12 +508,39 @@ class Ladder:
             req.audits.append(EgressGate.audit_entry(decision, tokens, cost,
                                                      outcome=f"answered by {answer.model} ({tokens} tokens)"))
             req.cloud, req.cloud_provider = answer, client.provider.name
-        return await self.judge(req, tier, answer)
+        return await self.judge(req, tier, answer, sent)
 
-    async def judge(self, req: Request, tier: TierSettings, answer: TierAnswer) -> bool:
+    async def messages_for(self, req: Request, tier: TierSettings) -> list[dict[str, Any]]:
+        """What a tier is sent: the conversation, after the context from the RAG
+        store when the tier takes it (a local tier only: retrieval.py). The
+        search is made once per request, for the first tier that takes it."""
+        r = req.retrieval
+        if not r.takes(tier):
+            return req.messages
+        if not r.searched:
+            r.searched = True
+            if self.retriever is None:
+                r.reason = "store unavailable: this router has no RAG store"
+            else:
+                r.hits, why = await self.retriever.search(question_of(req.messages))
+                r.reason = why or ""
+        if not r.hits:
+            return req.messages
+        if tier.name not in r.tiers:
+            r.tiers.append(tier.name)
+        return [context_message(r.hits), *req.messages]
+
+    @staticmethod
+    def settled(req: Request, tier: str) -> dict[str, Any]:
+        req.retrieval.settle(tier)
+        return req.retrieval.public()
+
+    async def judge(self, req: Request, tier: TierSettings, answer: TierAnswer,
+                    sent: list[dict[str, Any]]) -> bool:
         """Score an answer against the tier's threshold; keep the best one seen.
         An answer that breaks the request's response_format or tool_choice is
-        `invalid-format` and never kept."""
+        `invalid-format` and never kept. An echo is judged against what the
+        tier was sent (the context included)."""
         p = req.params
         bad = check_tool_calls(answer.tool_calls, p) if p.tools else None
         if bad is None and not answer.tool_calls:
@@ -514,8 +551,7 @@ class Ladder:
                        completion_tokens=answer.completion_tokens, answer=answer.text)
             return False
         verifier = self.clients.get(tier.verifier or "")
-        score = await score_answer(tier.scorer or "logprob", req.messages, answer, verifier,
-                                   self.settings.scoring)
+        score = await score_answer(tier.scorer or "logprob", sent, answer, verifier, self.settings.scoring)
         score.calibrated = self.calibration.apply(tier.name, score.scorer, score.raw)
         value = score.value
         base = dict(model=answer.model, kind=tier.kind, scorer=score.scorer, raw_score=score.raw, score=value,
@@ -612,4 +648,4 @@ class Ladder:
             assessment=req.assessment,
             prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
             total_tokens_all_attempts=req.total_tokens, simulated=answer.simulated,
-            latency_ms=req.latency_ms(), tool_calls=answer.tool_calls)
+            latency_ms=req.latency_ms(), tool_calls=answer.tool_calls, retrieval=self.settled(req, tier.name))

@@ -13,7 +13,11 @@ checked against it before it is accepted:
   parse as JSON, and for `json_schema` be valid against the schema
   (`check_format`, with the small validator `schema_errors`);
 - `tools`: OpenAI's function tools; `tool_choice` `none`, `auto`,
-  `required` or a named function.
+  `required` or a named function;
+- `sovereign`: the router's own fields, which OpenAI clients send with
+  `extra_body={"sovereign": {...}}`: `retrieve` (true: add context from the
+  RAG store for the local tiers; false: never, even on a tier configured to;
+  retrieval.py). An unknown key is refused.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class Params:
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     tool_turns: bool = False  # the conversation holds tool calls or tool results
+    retrieve: bool | None = None  # sovereign.retrieve; None: as the tiers are configured
 
     @property
     def json_mode(self) -> str | None:
@@ -127,7 +132,29 @@ def read_params(data: dict[str, Any], messages: list[dict[str, Any]]) -> Params:
     elif choice is not None and choice != "none":
         raise BadParam("tool_choice", "tool_choice: given without tools")
     p.tool_turns = any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
+    p.retrieve = _sovereign(data.get("sovereign")).get("retrieve")
     return p
+
+
+SOVEREIGN_FIELDS = {"retrieve": bool}
+
+
+def _sovereign(value: Any) -> dict[str, Any]:
+    """The request's `sovereign` object: only the fields the router knows, each of its type."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadParam("sovereign", "sovereign: an object (the router's own fields: "
+                       f"{', '.join(SOVEREIGN_FIELDS)})")
+    for key, v in value.items():
+        kind = SOVEREIGN_FIELDS.get(key)
+        if kind is None:
+            raise BadParam(f"sovereign.{key}", f"sovereign.{key}: not a field of the router (known: "
+                           f"{', '.join(SOVEREIGN_FIELDS)})")
+        if not isinstance(v, kind):
+            raise BadParam(f"sovereign.{key}", f"sovereign.{key}: expected {kind.__name__}, got "
+                           f"{type(v).__name__}")
+    return value
 
 
 def _stop(value: Any) -> list[str]:

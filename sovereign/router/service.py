@@ -3,7 +3,8 @@ lifecycle, and health.
 
 `Router(settings)` opens the store (or notes why it could not: records then
 go to the outbox), the embedder, the crystal index, the tier clients, the
-egress gate with today's usage, the calibration and the metrics, and hands
+egress gate with today's usage, the calibration, the metrics and the
+retriever (the RAG store, opened at the first search: retrieval.py), and hands
 them to the `Ladder` (ladder.py), which decides. `start()` replays the outbox and
 loads the crystal index, then a ticker, every 5 s, reconnects to the store
 when there is none (a router started while it was down), replays the outbox
@@ -31,6 +32,7 @@ from sovereign.router.crystals import Crystallizer
 from sovereign.router.egress import EgressGate, day_start
 from sovereign.router.ladder import Ladder, RouteResult
 from sovereign.router.params import Params
+from sovereign.router.retrieval import Retriever
 from sovereign.router.store import KINDS, RouterStore, StoreUnavailable, open_store
 from sovereign.router.tiers import TierClient
 from sovereign.service.embed import Embedder, HashedNgramEmbedder, MiniLMEmbedder, minilm_model_dir
@@ -107,10 +109,11 @@ class Router:
         # Today's usage is read from the store in start(), after the outbox is replayed.
         self.gate = EgressGate(settings.egress, settings.kill_switch_path())
         self._usage_read = False
+        self.retriever = Retriever(settings.rag, settings.down_retry_s, embedder)
         self.ladder = Ladder(settings, clients=self.clients, crystals=self.crystals,
                              classifier=RuleClassifier(settings.classifier), gate=self.gate,
                              calibration=CalibrationSet.load(settings.calibration_path()), writer=self.writer,
-                             metrics=self.metrics)
+                             metrics=self.metrics, retriever=self.retriever)
         self._ticker: asyncio.Task[Any] | None = None
         self.started = time.time()
 
@@ -157,6 +160,7 @@ class Router:
             self._ticker.cancel()
         await self.writer.close(self.settings.store.write_timeout_s)
         await self.http.aclose()
+        await self.retriever.close()
         bound = self.settings.store.request_timeout_s
         if self.store is not None:
             try:

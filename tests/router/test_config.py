@@ -132,6 +132,19 @@ def test_the_deployed_configuration_has_no_secret_and_merges_overrides() -> None
     assert data["tiers"][1]["endpoint"] == "http://10.213.77.11:8082"
 
 
+def test_a_postgres_store_is_deployed_without_its_dsn() -> None:
+    """The DSN (a password in it) reaches the unit through its environment file only."""
+    from sovereign.inventory import load_inventory
+    from sovereign.router.config import deployable_config
+
+    dsn = "postgresql://sovereign_router:pw-not-in-the-file@db:5432/sovereign_router"
+    data = deployable_config(load_inventory(LAB), {"store": {"backend": "postgres", "dsn": dsn}})
+    assert data["store"] == {"backend": "postgres"}
+    assert "pw-not-in-the-file" not in yaml.safe_dump(data)
+    assert deployable_config(load_inventory(LAB), {"store": {"backend": "postgres"}})["store"] == {
+        "backend": "postgres"}
+
+
 def test_a_bad_override_is_refused_with_its_key() -> None:
     from sovereign.inventory import load_inventory
     from sovereign.router.config import deployable_config

@@ -188,6 +188,7 @@ class RouterStore:
             d = a.model_dump()
             d["uid"] = a.uid
             d["features"] = self.db.json_in(d["features"])
+            d["chunks"] = self.db.json_in(d["chunks"]) if d["chunks"] else None
             d["calibrated"] = self.db.bool_in(d["calibrated"])
             d["label"] = self.db.bool_in(d["label"])
             rows.append(self._storable(tuple(d[k] for k in cols)))
@@ -210,6 +211,7 @@ class RouterStore:
         for r in rows:
             d = dict(zip(ATTEMPT_COLS, r, strict=True))
             d["features"] = self.db.json_out(d["features"]) or {}
+            d["chunks"] = self.db.json_out(d["chunks"]) or []
             d["calibrated"] = bool(d["calibrated"])
             d["label"] = None if d["label"] is None else bool(d["label"])
             out.append(Attempt.model_validate(d))

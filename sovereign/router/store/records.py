@@ -77,6 +77,7 @@ class Attempt(BaseModel):
     label_source: str | None = None
     features: dict[str, Any] = {}
     caller: str | None = None
+    chunks: list[str] = []  # the RAG store's chunks given to the tier as context (retrieval.py)
 
     @property
     def uid(self) -> str:
