@@ -74,6 +74,10 @@ class Expectations(BaseModel):
     served_models: list[str] = []
     # Per model split over RPC with this node as head: the workers' fabric addresses.
     split_workers: dict[str, list[str]] = {}
+    # Phase 6: whether this node runs the cluster's database, and where.
+    database_host: bool = False
+    database_address: str | None = None
+    database_port: int = 5432
 
     @property
     def pages_limit(self) -> int:
@@ -114,7 +118,18 @@ class Expectations(BaseModel):
             served_models=[m.name for m in headed],
             split_workers={m.name: [fabric[w] for w in m.placement[1:] if w in fabric]
                            for m in headed if len(m.placement) > 1},
+            database_host=_runs_database(host),
+            database_address=str(v["ansible_host"]) if v.get("ansible_host") else None,
+            database_port=int(v.get("sovereign_postgres_port", 5432)),
         )
+
+
+def _runs_database(host: Host) -> bool:
+    """Role postgres's postgres_host: sovereign_postgres_host, else the orchestrator."""
+    named = host.vars.get("sovereign_postgres_host")
+    if named:
+        return str(named) == host.name
+    return host.node is not None and host.node.sovereign_role == "orchestrator"
 
 
 def _option(host_vars: dict[str, Any], option: str) -> Any:

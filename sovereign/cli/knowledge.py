@@ -35,6 +35,30 @@ CONFIG = typer.Option(None, "--config", help="A YAML/JSON file of knowledge sett
                       "connect_timeout_s, statement_timeout_s).", show_default=False)
 
 
+@app.command("migrate")
+@guarded
+def migrate_cmd(dsn: str | None = DSN, config: Path | None = CONFIG, as_json: bool = JSON) -> None:
+    """Bring the `sovereign` schema up to this code's version, as a login that may run DDL (the
+    owner: phase 6 runs this from the controller). A login without DDL rights finds an up-to-date
+    schema and changes nothing; one that is behind is an error naming the version."""
+    from sovereign.knowledge import knowledge_settings, open_knowledge
+    from sovereign.knowledge.store import PACKAGE
+    from sovereign.service.sql import schema_version
+
+    kdb = open_knowledge(knowledge_settings(config, dsn), migrate_schema=False)
+    try:
+        before = schema_version(kdb.db, PACKAGE)
+        after = kdb.migrate()
+    finally:
+        kdb.close()
+    if as_json:
+        print_json({"before": before, "after": after, "changed": after != before})
+    elif after == before:
+        console.print(f"the knowledge schema is up to date (version {after})")
+    else:
+        console.print(f"[green]migrated[/] the knowledge schema from version {before} to {after}")
+
+
 @contextlib.contextmanager
 def _db(dsn: str | None, config: Path | None) -> Iterator[Any]:
     from sovereign.knowledge import knowledge_settings, open_knowledge

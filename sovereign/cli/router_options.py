@@ -18,8 +18,15 @@ CONFIG = typer.Option(None, "--config", "-c", envvar="SOVEREIGN_ROUTER_CONFIG",
 NO_INVENTORY = "none"
 
 
+# On a node: the service's environment file (role router exports its path).
+ENV_FILE_VAR = "SOVEREIGN_ROUTER_ENV_FILE"
+
+
 def router_settings(inventory: Path | None, config: Path | None) -> Any:
     from sovereign.router.config import load_settings
+    from sovereign.service.settings import adopt_env_file
+
+    adopt_env_file(ENV_FILE_VAR)
 
     path = inventory_path(inventory)
     return load_settings(None if str(path) == NO_INVENTORY else path, config)

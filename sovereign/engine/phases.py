@@ -53,7 +53,9 @@ PHASES: dict[int, Phase] = {
         # The RPC split itself is phase 4's (over TCP); phase 5 moves it to RDMA.
         Phase(5, "rdma", "RDMA and the DPUs (the RPC split over RoCE)",
               verify=("RDMA-LINK-ACTIVE", "RDMA-MTU", "ROCE-V2-GID", "LINK-SPEED", "DPU-MODE")),
-        Phase(6, "data-agents", "Postgres, Qdrant and the agent services"),
+        Phase(6, "data-agents", "Postgres, Qdrant and the agent services",
+              playbook="phase-6-data.yml", preflight=("OS-SUPPORTED",),
+              verify=("PG-UP", "PG-TLS", "PG-HBA")),
         Phase(7, "routing", "Routing and egress policy: the model router",
               playbook="phase-7-routing.yml", preflight=("OS-SUPPORTED",),
               group="sovereign_orchestrator"),

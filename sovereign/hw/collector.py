@@ -34,6 +34,23 @@ from pathlib import Path
 COLLECTOR_VERSION = 1
 TIMEOUT_S = 60
 
+_PSQL = "runuser -u postgres -- psql -XAtq"
+# A fixed query: nothing in it comes from outside.
+POSTGRES_PROBE = (
+    "cd /; echo '# pg_lsclusters'; pg_lsclusters --no-header;"  # noqa: S608
+    " echo '# settings'; " + _PSQL + " -c \"SELECT name || '=' || setting FROM pg_settings WHERE name IN"
+    " ('ssl', 'listen_addresses', 'port', 'password_encryption', 'ssl_min_protocol_version',"
+    " 'server_version')"
+    " ORDER BY name\";"
+    " echo '# pg_hba_file_rules'; " + _PSQL + " -F '|' -c \"SELECT line_number, type,"
+    " array_to_string(database, ','), array_to_string(user_name, ','), coalesce(address, ''),"
+    " coalesce(netmask, ''), auth_method, coalesce(error, '') FROM pg_hba_file_rules ORDER BY line_number\";"
+    " for port in $(pg_lsclusters --no-header | awk '$4 == \"online\" {print $3}'); do"
+    " for a in $(hostname -I) 127.0.0.1; do echo \"# tls $a:$port\";"
+    " openssl s_client -starttls postgres -connect \"$a:$port\" -CAfile /etc/sovereign/pki/ca.crt"
+    " -verify_ip \"$a\" -verify_return_error -brief </dev/null 2>&1 | head -8; done; done; true"
+)
+
 # kind: identity = what the machine is (recorded profile on simulated hardware);
 #       kernel   = the running kernel's state (not the node's own in a container);
 #       config   = files on the node;  tool = output of an installed tool.
@@ -87,6 +104,10 @@ SOURCES: list[tuple[str, str, str, str]] = [
      ' journalctl -u "$u" -b -o cat --no-pager -n 600; done; true'),
     ("rpc-server.log", "tool", "journalctl",
      "journalctl -u sovereign-rpc-server --no-pager -o cat -n 200"),
+    # Phase 6's database: its clusters, settings and pg_hba rules as the server
+    # reads them, and a TLS handshake on each of its ports and the node's
+    # addresses, verified against the cluster CA (a certificate for that address).
+    ("postgres.txt", "tool", "pg_lsclusters", POSTGRES_PROBE),
 ]
 
 KERNEL_SIMULATED = "simulated hardware: the lab's nodes share the host kernel, so its state is not theirs"

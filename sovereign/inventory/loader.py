@@ -200,6 +200,12 @@ def _var_files(base: Path, name: str) -> list[Path]:
     return single + many
 
 
+def _secret_ok(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value) and all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items())
+    return isinstance(value, str) and bool(value)
+
+
 def _classify_key(
     key: str, value: Any, path: Path, specs: dict[str, RoleSpec], out: _Collector
 ) -> None:
@@ -211,9 +217,10 @@ def _classify_key(
         return
     if key.startswith(VAULT_PREFIX):
         # A secret, by convention kept in an ansible-vault file and referenced
-        # by a role option ("{{ vault_llama_api_key }}"); its value is opaque.
-        if not isinstance(value, str) or not value:
-            out.error(path, key, "a vault_* secret must be a non-empty string")
+        # by a role option ("{{ vault_llama_api_key }}"); its value is opaque:
+        # a string, or a mapping of names to strings (vault_postgres_passwords).
+        if not _secret_ok(value):
+            out.error(path, key, "a vault_* secret must be a non-empty string, or a mapping of names to them")
         return
     for spec in specs.values():
         if key.startswith(spec.prefix):

@@ -241,6 +241,13 @@ class NodeVars(BaseModel):
     # The node's boot interface (PXE matches it) and the disk the OS goes on.
     sovereign_pxe_mac: str | None = Field(default=None, pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
     sovereign_pxe_disk: str | None = None
+    # Phase 6: the host of the cluster's PostgreSQL (default the orchestrator),
+    # its port, the controller's networks that may connect as the owner, and
+    # the controller's directory of the cluster CA (role postgres).
+    sovereign_postgres_host: str | None = None
+    sovereign_postgres_port: int = Field(default=5432, ge=1, le=65535)
+    sovereign_postgres_admin_clients: list[IPv4Network] = []
+    sovereign_pki_dir: str | None = None
 
 
 # Connection and privilege variables that Ansible itself reads.

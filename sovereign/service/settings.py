@@ -168,3 +168,28 @@ def validate_values(cls: type[S], values: dict[str, Any], hint: str) -> None:
     except ValidationError as exc:
         raise ServiceConfigError(f"the inventory's {cls.service} settings are not valid", hint=hint,
                                  details=validation_details(exc)) from None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A service's environment file (KEY=VALUE lines, as systemd's EnvironmentFile
+    reads those the role writes; `#` comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    for line in path.read_text("utf-8").splitlines():
+        text = line.strip()
+        if not text or text.startswith("#") or "=" not in text:
+            continue
+        key, _, value = text.partition("=")
+        values[key.strip()] = value
+    return values
+
+
+def adopt_env_file(variable: str) -> Path | None:
+    """On a node, an operator's command reads what the service reads: the
+    environment file named by `variable` (the store's DSN, keys), when this
+    user may read it; what the environment already sets wins."""
+    name = os.environ.get(variable)
+    if not name or not os.access(name, os.R_OK):
+        return None
+    for key, value in read_env_file(Path(name)).items():
+        os.environ.setdefault(key, value)
+    return Path(name)

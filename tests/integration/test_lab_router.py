@@ -6,6 +6,8 @@ with the official OpenAI client; a second run changes nothing."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,6 +15,7 @@ from lab_helpers import MGMT, by_host, on_node
 
 pytestmark = pytest.mark.lab
 
+ROOT = Path(__file__).resolve().parents[2]
 HEAD = "mimical-1"
 ROUTER = f"http://{MGMT[HEAD]}:8090"
 KEY = "lab-llama-key-not-secret"
@@ -130,6 +133,34 @@ def test_callers_need_a_key_and_a_caller_without_egress_never_leaves(phase7, cli
         assert "caller 'kairos' may not use egress" in s["egress"]["reason"], s
     audit = json.loads(node_cli("router audit --json"))
     assert all(e["caller"] != "kairos" or e["decision"] == "deny" for e in audit), audit
+
+
+def test_the_router_keeps_its_crystals_in_the_clusters_database(phase7, cli):
+    question = "What is the capital of France?"
+    cli.json("router", "ask", question)
+    again = cli.json("router", "ask", question)
+    assert again["sovereign"]["tier"] == "crystal", again["sovereign"]
+    stored = on_database("sovereign_router", "SELECT count(*) FROM crystals WHERE prompt LIKE '%France%'")
+    assert int(stored) >= 1
+    # Over TLS: the router's own session to the database is encrypted.
+    ssl = on_database("postgres", "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                      "USING (pid) WHERE a.usename = 'sovereign_router'")
+    assert ssl == "t"
+    # The operator's command on the node reads the same store (the service's environment file).
+    listed = json.loads(on_node(HEAD, "bash -lc 'sovereign router crystals list --json'"))
+    assert again["sovereign"]["crystallized"]["crystal_id"] in {c["id"] for c in listed["crystals"]}
+    # Its DSN holds the router's password: in the unit's environment file, in no run's record.
+    password = yaml.safe_load((ROOT / "inventory/lab/group_vars/all.yml").read_text())[
+        "vault_postgres_passwords"]["router"]
+    found = subprocess.run(["grep", "-rlF", password, cli.env["SOVEREIGN_STATE_DIR"]],
+                           capture_output=True, text=True)
+    assert found.stdout == "", f"the router's password is in: {found.stdout}"
+    assert "router.yml" not in on_head(f"grep -rlF {password} /etc/sovereign/router/ || true")
+
+
+def on_database(db: str, sql: str) -> str:
+    """A statement as the database host's administrator (phase 6: the socket, peer)."""
+    return on_head(f"cd / && runuser -u postgres -- psql -XAtq -d {db} -c \"{sql}\"").strip()
 
 
 def test_no_answer_on_the_lab_carries_template_markers(phase7, cli):

@@ -48,6 +48,7 @@ class Case:
 MEM_125 = {"proc-meminfo.txt": h.meminfo(125.1)}
 # The head of Gemma 3 270M split over RPC; in the capture the worker's server is 127.0.0.2.
 SPLIT = Expectations(served_models=["gemma-3-270m"], split_workers={"gemma-3-270m": ["127.0.0.2"]})
+DB = Expectations(database_host=True, database_address="10.213.77.11")
 EGPU = Expectations(vfio_pci_ids=["10de:2d04", "10DE:22EB"])
 GRUB_OK = {"etc-default-grub.txt": h.grub()}
 
@@ -228,6 +229,32 @@ CASES = [
     Case("RPC-SPLIT", {"llama-server.log": h.LLAMA_SERVER_SPLIT}, Status.FAIL,
          "gemma-3-270m: no model buffer on 10.213.78.12", "--rpc",
          expect=SPLIT.model_copy(update={"split_workers": {"gemma-3-270m": ["10.213.78.12"]}})),
+    # -- the cluster's database (real lab captures: after phase 6, and after a hand edit) --------
+    Case("PG-UP", {"postgres.txt": h.POSTGRES_OK}, Status.PASS, "15/main online on 5432 (15.18", expect=DB),
+    Case("PG-UP", {"postgres.txt": h.POSTGRES_OK.replace("5432 online", "5432 down")}, Status.FAIL,
+         "15/main is down", "journalctl -u postgresql@15-main", expect=DB),
+    Case("PG-UP", {"postgres.txt": h.POSTGRES_OK}, Status.FAIL, "no cluster on port 5433",
+         expect=DB.model_copy(update={"database_port": 5433}), label="port"),
+    Case("PG-UP", {"postgres.txt": h.POSTGRES_OK}, Status.SKIP, "does not run the cluster's database",
+         label="not-the-host"),
+    Case("PG-TLS", {"postgres.txt": h.POSTGRES_OK}, Status.PASS,
+         "10.213.77.11:5432: TLSv1.3, CN = mimical-1, verified", expect=DB),
+    Case("PG-TLS", {"postgres.txt": h.POSTGRES_DRIFTED}, Status.FAIL,
+         "ssl is off; password_encryption is md5; 10.213.77.11:5432: the server refused TLS", "ca.crt",
+         expect=DB),
+    Case("PG-TLS", {"postgres.txt": h.POSTGRES_OK}, Status.FAIL,
+         "10.213.78.11:5432: 40673312AC7F0000:error:8000006F:system library:BIO_connect:Connection refused",
+         expect=DB.model_copy(update={"database_address": "10.213.78.11"}), label="wrong-address"),
+    Case("PG-HBA", {"postgres.txt": h.POSTGRES_OK}, Status.PASS,
+         "16 hostssl scram-sha-256 rules for sovereign_backup, sovereign_kairos, sovereign_mcp, "
+         "sovereign_owner, sovereign_router; the rest rejected", expect=DB),
+    Case("PG-HBA", {"postgres.txt": h.POSTGRES_DRIFTED}, Status.FAIL,
+         "line 7 (host all all 0.0.0.0/0): trust; line 8 (host sovereign all 10.213.77.0/24): md5; "
+         "line 9 (hostssl sovereign sovereign_owner 10.213.77.11/32): hostssl record cannot match", "phase 6",
+         expect=DB),
+    Case("PG-HBA", {"postgres.txt": "\n".join(line for line in h.POSTGRES_OK.splitlines()
+                                               if "|0.0.0.0|0.0.0.0|reject|" not in line)},
+         Status.FAIL, "no final rule rejects every other IPv4 client", expect=DB, label="no-reject"),
     # -- the fabric ------------------------------------------------------------------------------
     Case("RDMA-LINK-ACTIVE", {"rdma-link.txt": h.RDMA_LINK_UP}, Status.PASS,
          "active: mlx5_0/1, mlx5_1/1"),
@@ -306,7 +333,7 @@ def test_every_check_skips_a_missing_source_with_the_manifests_reason(
                           for name, *_ in SOURCES}}
     # Expectations that want every optional device, so that only the capture is missing.
     want_all = Expectations(vfio_pci_ids=["10de:2d04"], bench_min_tps=10, dpu_mode="dpu",
-                            served_models=["m"], split_workers={"m": ["10.0.0.2"]})
+                            served_models=["m"], split_workers={"m": ["10.0.0.2"]}, database_host=True)
     result = judge(make_bundle, check_id, {}, want_all, manifest=manifest)
     assert result.status is Status.SKIP
     assert result.message.startswith("source not collected (")

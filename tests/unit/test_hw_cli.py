@@ -135,7 +135,9 @@ def test_json_shape(runner: CliRunner, good: Path) -> None:
         assert set(c) == {"id", "status", "message", "hint", "ignored", "simulated"}
     by_status = {c["id"]: c["status"] for c in data["checks"]}
     # Production defaults with no inventory: no vfio ids, bench floor or model placement.
-    not_judged = {"VFIO-BOUND", "BENCH-TOKENS", "ROCE-V2-GID", "MODEL-SERVERS", "RPC-SPLIT"}
+    # Nor the database (production's defaults do not say this node runs it).
+    not_judged = {"VFIO-BOUND", "BENCH-TOKENS", "ROCE-V2-GID", "MODEL-SERVERS", "RPC-SPLIT",
+                  "PG-UP", "PG-TLS", "PG-HBA"}
     assert {i for i, st in by_status.items() if st != "pass"} == not_judged
     assert {by_status[i] for i in not_judged} == {"skip"}
 
@@ -227,7 +229,7 @@ def test_checks_lists_every_id(runner: CliRunner) -> None:
     by_id = {r["id"]: r for r in rows}
     assert set(by_id["MEM-TOTAL"]) == {"id", "title", "preflight", "verify"}
     assert (by_id["MEM-TOTAL"]["preflight"], by_id["MEM-TOTAL"]["verify"]) == ([2], [1])
-    assert (by_id["OS-SUPPORTED"]["preflight"], by_id["OS-SUPPORTED"]["verify"]) == ([1, 2, 4, 7], [])
+    assert (by_id["OS-SUPPORTED"]["preflight"], by_id["OS-SUPPORTED"]["verify"]) == ([1, 2, 4, 6, 7], [])
     assert (by_id["RPC-SPLIT"]["preflight"], by_id["RPC-SPLIT"]["verify"]) == ([], [4])
     assert (by_id["ROCM-KFD"]["preflight"], by_id["ROCM-KFD"]["verify"]) == ([], [2])
     assert by_id["GTT-SIZE"]["title"] == REGISTRY["GTT-SIZE"].title

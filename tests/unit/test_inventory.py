@@ -504,10 +504,28 @@ def test_a_model_on_the_rpc_port(runner: CliRunner, lab_copy: Path) -> None:
         "choose another"]
 
 
+VAULT_RULE = "a vault_* secret must be a non-empty string, or a mapping of names to them"
+
+
 def test_a_vault_secret_must_be_a_string(runner: CliRunner, lab_copy: Path) -> None:
     edit_yaml(lab_copy / "group_vars/all.yml", lambda d: d.update(vault_llama_api_key=""))
-    assert invalid(runner, lab_copy) == [
-        f"{ALL}: vault_llama_api_key: a vault_* secret must be a non-empty string"]
+    assert invalid(runner, lab_copy) == [f"{ALL}: vault_llama_api_key: {VAULT_RULE}"]
+
+
+@pytest.mark.parametrize("value", [{}, {"router": ""}, {"router": 5}, ["a"]])
+def test_a_vault_mapping_must_hold_non_empty_strings(runner: CliRunner, lab_copy: Path,
+                                                    value: object) -> None:
+    edit_yaml(lab_copy / "group_vars/all.yml", lambda d: d.update(vault_postgres_passwords=value))
+    assert invalid(runner, lab_copy) == [f"{ALL}: vault_postgres_passwords: {VAULT_RULE}"]
+
+
+def test_the_database_keys_are_checked(runner: CliRunner, lab_copy: Path) -> None:
+    edit_yaml(lab_copy / "group_vars/all.yml",
+              lambda d: d.update(sovereign_postgres_admin_clients=["10.213.77.1/33"],
+                                 sovereign_postgres_prot=1))
+    got = invalid(runner, lab_copy)
+    assert any(g.startswith(f"{ALL}: sovereign_postgres_admin_clients.0:") for g in got), got
+    assert f"{ALL}: sovereign_postgres_prot: unknown key" in got, got
 
 
 def test_the_play_sees_the_same_inventory() -> None:

@@ -26,7 +26,7 @@ HOSTS = ["mimical-1", "mimical-2"]
 REBOOT = ("kernel_params: kernel command line lacks iommu=pt ttm.pages_limit=32505856; "
           "set kernel_params_reboot_ok: true or reboot")
 SKIPPED = ["kernel_params: update-grub (simulated hardware)"]
-BUILT = (1, 2, 4, 7)
+BUILT = (1, 2, 4, 6, 7)
 # Phase 7 (the router) runs on the orchestrator alone.
 ON = {7: ["mimical-1"]}
 
@@ -137,6 +137,7 @@ def test_provision_all_applies_every_built_phase(runner: CliRunner, fake: FakeAn
     assert fake.idents == ["phase-1-preflight-collect", "phase-1-apply",
                            "phase-1-verify-collect", "phase-2-apply", "phase-2-verify-collect",
                            "phase-4-apply", "phase-4-verify-collect",
+                           "phase-6-apply", "phase-6-verify-collect",
                            "phase-7-apply", "phase-7-verify-collect"]
     assert all(c.hosts == ON.get(int(c.ident.split("-")[1]), HOSTS) and not c.check for c in fake.calls)
     for phase in BUILT:
@@ -320,7 +321,7 @@ def test_check_mode_records_checked_rows_only(runner: CliRunner, fake: FakeAnsib
     result = provision_json(runner, "all", "--check")
     assert statuses(result) == every("checked")
     assert [c.ident for c in fake.calls if c.check] == ["phase-1-apply", "phase-2-apply", "phase-4-apply",
-                                                        "phase-7-apply"]
+                                                        "phase-6-apply", "phase-7-apply"]
     assert not any(c.ident.endswith("verify-collect") for c in fake.calls)
     assert book.latest(CLUSTER, "mimical-1", 1) is None
     assert latest(book, "mimical-1", 1, include_check=True).status == "checked"

@@ -352,6 +352,8 @@ amdgpu              19165184  12
 gpu_sched              65536  1 amdgpu
 """
 LLAMA_SERVER_SPLIT = _fixture("llama-server/lab-cpu-rpc-split-two-servers.txt")
+POSTGRES_OK = _fixture("postgres/lab-debian12-pg15-phase6.txt")
+POSTGRES_DRIFTED = _fixture("postgres/lab-debian12-pg15-drifted.txt")
 LLAMA_BENCH = _fixture("llama-bench/kyuz0-rocm723-glm47flash-q8.txt")  # tg128: 35.50 t/s
 RDMA_LINK_UP = _fixture("rdma-link/qiuxinyidian-3fs283-rdma-link-show-cx6dx.txt")
 RDMA_LINK_DOWN = "link mlx5_0/1 state DOWN physical_state DISABLED netdev p1p1\n"

@@ -35,6 +35,7 @@ from sovereign.hw.parsers import (
     mst_status,
     nvme_list,
     os_release,
+    postgres,
     rdma_link,
     rocm_smi,
     rocm_version,
@@ -82,6 +83,7 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
     "llama-bench.txt": llama_bench.parse,
     "rpc-server.log": rpc_server.parse,
     "llama-server.log": llama_server_log.parse,
+    "postgres.txt": postgres.parse,
 }
 
 __all__ = ["PARSERS", "ParseResult"]
