@@ -54,6 +54,27 @@ def test_a_second_run_changes_nothing(phase6, cli):
         "mimical-1": ("applied", 0), "mimical-2": ("applied", 0)}, again
 
 
+BACKUP = ("systemd-run --quiet --wait --pipe --collect --service-type=exec --uid=sovereign-backup "
+          "--gid=sovereign-backup --property=EnvironmentFile=/etc/sovereign/backup/env "
+          "--property=Environment=SOVEREIGN_INVENTORY=none "
+          "--property=Environment=HOME=/var/lib/sovereign/backup "
+          "/opt/sovereign/backup/bin/python -m sovereign.backup --config /etc/sovereign/backup/backup.yml {}")
+
+
+def test_the_timer_backs_up_and_the_restore_drill_passes(phase6):
+    assert on_node(HEAD, "systemctl is-enabled sovereign-backup.timer").strip() == "enabled"
+    on_node(HEAD, "systemctl start sovereign-backup.service", timeout=600)
+    snapshots = json.loads(on_node(HEAD, BACKUP.format("list")))
+    assert len(snapshots) >= 2, snapshots  # the one at deploy, and this one
+    drill = json.loads(on_node(HEAD, BACKUP.format("restore-drill"), timeout=900))
+    assert drill["ok"], drill
+    compared = [f"{c['database']}: {c['what']}" for c in drill["comparisons"]]
+    assert any("behavioral_events" in c for c in compared), compared
+    assert all(c["ok"] for c in drill["comparisons"]), drill["comparisons"]
+    # Not on the database host: nothing to back up there.
+    assert on_node("mimical-2", "systemctl list-unit-files 'sovereign-backup*' --no-legend").strip() == ""
+
+
 def test_a_hand_edited_event_is_found_by_verify(phase6, cli):
     from sovereign.knowledge import events
     from sovereign.knowledge.events import NewEvent

@@ -5,6 +5,7 @@ privileges. Every query runs in the container through its own psycopg2."""
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -42,12 +43,8 @@ def run(login: str, db: str, *sql: str, sslmode: str = "verify-full", host: str 
     conn = {"host": host or address(), "port": 5432, "dbname": db, "user": f"sovereign_{login}",
             "password": PASSWORDS[login], "sslmode": sslmode, "sslrootcert": CA, "connect_timeout": 5}
     payload = json.dumps({"conn": conn, "sql": list(sql)})
-    out = NODE.run(f"python3 -c {_quote(CLIENT)} {_quote(payload)}")
+    out = NODE.run(f"python3 -c {shlex.quote(CLIENT)} {shlex.quote(payload)}")
     return json.loads(out.stdout)
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def test_the_server_runs_at_boot():
