@@ -6,7 +6,6 @@ never touches a system cluster, and `stop` always removes it."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
@@ -23,33 +22,43 @@ def free_port() -> int:
 
 
 class ScratchPostgres:
-    def __init__(self, pg_bin: Path, root: Path) -> None:
+    """A private cluster in `root`: the drill's (no TCP, removed by `stop`); the
+    tests' harness (tests/support/testbed.py) listens on the loopback too and
+    is stopped and started again."""
+
+    def __init__(self, pg_bin: Path, root: Path, port: int | None = None, listen: str = "") -> None:
         self.bin, self.root = pg_bin, root
         self.data, self.sock = root / "data", root / "sock"
-        self.port = free_port()
-        self.as_user = "postgres" if os.geteuid() == 0 else None
+        self.port = port or free_port()
+        self.listen = listen
+        self.as_user: str | None = "postgres" if os.geteuid() == 0 else None
         self.started = False
 
-    def _run(self, *args: str) -> None:
-        runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        runuser = shutil.which("runuser") or next(
+            (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if Path(p).exists()), "runuser")
         cmd = [*([runuser, "-u", self.as_user, "--"] if self.as_user else []), *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
+        if check and proc.returncode != 0:
             raise EnvironmentProblem(f"scratch Postgres in {self.root}: {Path(args[0]).name} failed: "
                                      f"{proc.stderr.strip()[-400:]}")
+        return proc
 
     def dsn_for(self, db: str) -> str:
         return f"host={self.sock} port={self.port} user=postgres dbname={db}"
 
     def start(self) -> ScratchPostgres:
-        self.sock.mkdir(parents=True, exist_ok=True)
+        """initdb (unless the directory holds a cluster already), then start the server."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sock.mkdir(exist_ok=True)
         if self.as_user:
             self.root.chmod(0o755)
             shutil.chown(self.root, self.as_user)
             shutil.chown(self.sock, self.as_user)
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                  "--no-sync", "-E", "UTF8", "--locale=C")
-        opts = (f"-k {self.sock} -p {self.port} -c listen_addresses='' -c fsync=off "
+        if not (self.data / "PG_VERSION").exists():
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+                      "--no-sync", "-E", "UTF8", "--locale=C")
+        opts = (f"-k {self.sock} -p {self.port} -c listen_addresses='{self.listen}' -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"),
                   "-w", "-t", "60", "start")
@@ -61,10 +70,13 @@ class ScratchPostgres:
                   name)
         return self.dsn_for(name)
 
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its directory (it can start again)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+        self.started = False
+
     def stop(self) -> None:
         """Stop the server (immediately: nothing in it is kept) and remove its directory."""
         if self.started:
-            with contextlib.suppress(EnvironmentProblem):
-                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-            self.started = False
+            self.halt("immediate")
         shutil.rmtree(self.root, ignore_errors=True)

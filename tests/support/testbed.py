@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -16,15 +15,10 @@ from typing import Any
 
 import httpx
 
+from sovereign.backup.scratch import ScratchPostgres, free_port
 from sovereign.errors import EnvironmentProblem
 
 LLAMA_ENV = "SOVEREIGN_LLAMA_SERVER"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def find_llama_server() -> Path | None:
@@ -144,53 +138,16 @@ def install_postgres() -> Path | None:
     return find_pg_bin()
 
 
-class PostgresCluster:
-    """A private cluster in a temporary directory: initdb + pg_ctl, a unix socket
-    in that directory and a loopback port; run as the `postgres` user when this
-    process is root (never touches a system cluster)."""
+class PostgresCluster(ScratchPostgres):
+    """The tests' private cluster (sovereign/backup/scratch.py's, on the
+    loopback too): stopped and started again by the tests that kill it."""
 
     def __init__(self, bin_dir: Path, root: Path, port: int | None = None) -> None:
-        self.bin, self.root = bin_dir, root
-        self.data, self.sock = root / "data", root / "sock"
-        self.port = port or free_port()
-        self.as_user: str | None = "postgres" if os.geteuid() == 0 else None
-
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        runuser = shutil.which("runuser") or next(
-            (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if Path(p).exists()), "runuser")
-        cmd = [*([runuser, "-u", self.as_user, "--"] if self.as_user else []), *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if check and proc.returncode != 0:
-            raise EnvironmentProblem(f"{' '.join(args[:2])} failed: {proc.stderr.strip()[-500:]}")
-        return proc
+        super().__init__(bin_dir, root, port, listen="127.0.0.1")
 
     @property
     def dsn(self) -> str:
-        return f"host={self.sock} port={self.port} user=postgres dbname=postgres"
+        return self.dsn_for("postgres")
 
-    def dsn_for(self, db: str) -> str:
-        return f"host={self.sock} port={self.port} user=postgres dbname={db}"
-
-    def start(self) -> PostgresCluster:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.sock.mkdir(exist_ok=True)
-        if self.as_user:
-            shutil.chown(self.root, self.as_user)
-            shutil.chown(self.sock, self.as_user)
-            self.root.chmod(0o755)
-        if not (self.data / "PG_VERSION").exists():
-            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                      "--no-sync", "-E", "UTF8", "--locale=C")
-        opts = (f"-k {self.sock} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "pg.log"),
-                  "-w", "-t", "60", "start")
-        return self
-
-    def stop(self, mode: str = "fast") -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
-
-    def create_db(self, name: str) -> str:
-        self._run(str(self.bin / "createdb"), "-h", str(self.sock), "-p", str(self.port), "-U", "postgres",
-                  name)
-        return self.dsn_for(name)
+    def stop(self, mode: str = "fast") -> None:  # type: ignore[override]
+        self.halt(mode)
